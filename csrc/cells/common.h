@@ -1,0 +1,31 @@
+// Shared helpers for the cell headers: the host/device qualifier and scalar activations.
+//
+// Every cell header is written once and used twice: by CUDA threads on scalars (float,
+// double) and by the CPU on SIMD vectors. The CPU adds vector overloads of these
+// activations (csrc/cpu/simd.h) *before* it includes the cell headers, so that ordinary
+// name lookup inside the cell templates finds them.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define FASTRNN_HD __host__ __device__ __forceinline__
+#else
+#define FASTRNN_HD inline
+#endif
+
+namespace fastrnn {
+namespace cells {
+
+FASTRNN_HD float sigmoid(float x) { return 1.f / (1.f + ::expf(-x)); }
+FASTRNN_HD double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
+FASTRNN_HD float tanh_act(float x) { return ::tanhf(x); }
+FASTRNN_HD double tanh_act(double x) { return ::tanh(x); }
+FASTRNN_HD float relu_act(float x) { return x > 0.f ? x : 0.f; }
+FASTRNN_HD double relu_act(double x) { return x > 0.0 ? x : 0.0; }
+// d relu(a) / da expressed through the output y = relu(a), times the incoming gradient.
+FASTRNN_HD float relu_grad(float y, float dy) { return y > 0.f ? dy : 0.f; }
+FASTRNN_HD double relu_grad(double y, double dy) { return y > 0.0 ? dy : 0.0; }
+
+}  // namespace cells
+}  // namespace fastrnn

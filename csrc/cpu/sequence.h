@@ -1,0 +1,180 @@
+// Building blocks shared by the CPU sequence loops (lstm.cpp, gru.cpp, rnn.cpp):
+// a row-major GEMM on raw pointers, the state history, the length mask and the parallel
+// point-wise driver. Nothing here allocates; the loops allocate every buffer before step 0.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+
+#include "simd.h"
+
+// The Fortran BLAS that torch links (MKL in the x86 wheels) exports sgemm_/dgemm_; ATen's
+// own cpublas::gemm overloads are not exported. Declared weak, so a torch without them still
+// loads fastrnn and the GEMM falls back to at::mm on views of the same memory.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b,
+            const int* ldb, const double* beta, double* c, const int* ldc)
+    __attribute__((weak));
+}
+
+namespace fastrnn {
+namespace cpu {
+
+template <class scalar_t>
+inline void blas_gemm(const char* ta, const char* tb, const int* m, const int* n, const int* k,
+                      const scalar_t* alpha, const scalar_t* a, const int* lda,
+                      const scalar_t* b, const int* ldb, const scalar_t* beta, scalar_t* c,
+                      const int* ldc) {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    sgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    dgemm_(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
+}
+
+template <class scalar_t>
+inline bool have_blas() {
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    return sgemm_ != nullptr;
+  } else {
+    return dgemm_ != nullptr;
+  }
+}
+
+// Row-major C[M,N] = op(A) op(B) + beta * C, with op(X) = X or X^T.
+// BLAS is column-major, so it computes C^T = op(B)^T op(A)^T.
+template <class scalar_t>
+inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
+                 scalar_t beta, scalar_t* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  if (have_blas<scalar_t>()) {
+    const int m = int(N), n = int(M), k = int(K), la = int(ldb), lb = int(lda), lc = int(ldc);
+    const scalar_t one(1);
+    blas_gemm<scalar_t>(trans_b ? "T" : "N", trans_a ? "T" : "N", &m, &n, &k, &one, B, &la, A,
+                        &lb, &beta, C, &lc);
+    return;
+  }
+  const auto options = at::TensorOptions().dtype(c10::CppTypeToScalarType<scalar_t>::value);
+  auto view = [&](const scalar_t* p, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    at::Tensor t = at::from_blob(const_cast<scalar_t*>(p), {trans ? cols : rows,
+                                 trans ? rows : cols}, {ld, 1}, options);
+    return trans ? t.t() : t;
+  };
+  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, options);
+  const at::Tensor a = view(A, M, K, lda, trans_a), b = view(B, K, N, ldb, trans_b);
+  if (beta == scalar_t(0)) {
+    at::mm_out(c, a, b);
+  } else {
+    c.addmm_(a, b, beta);
+  }
+}
+
+// One buffer per time step in forward order of processing. With the whole history kept
+// (training), slot t + prev_offset holds the state entering time step t, so the weight
+// gradient after the loop reads one contiguous [T, B, width] slice whatever the direction.
+// Without it (inference), two slots alternate.
+template <class scalar_t>
+struct StateHistory {
+  scalar_t* base;
+  int64_t stride;  // B * width
+  int64_t steps;   // T
+  bool reverse;
+  bool keep_all;
+
+  int64_t prev_slot(int64_t step, int64_t t) const {
+    return keep_all ? t + (reverse ? 1 : 0) : step % 2;
+  }
+  int64_t next_slot(int64_t step, int64_t t) const {
+    return keep_all ? t + (reverse ? 0 : 1) : (step + 1) % 2;
+  }
+  scalar_t* prev(int64_t step, int64_t t) const { return base + stride * prev_slot(step, t); }
+  scalar_t* next(int64_t step, int64_t t) const { return base + stride * next_slot(step, t); }
+  scalar_t* initial() const { return base + stride * (keep_all && reverse ? steps : 0); }
+  scalar_t* final() const {
+    return base + stride * (keep_all ? (reverse ? 0 : steps) : steps % 2);
+  }
+};
+
+// A sequence b takes part in time step t while t < lengths[b]; after its end it keeps its
+// state and writes zeros, so forward and reverse both see exactly its own steps.
+struct LengthMask {
+  const int64_t* lengths;  // null: every sequence is T long
+  bool active(int64_t b, int64_t t) const { return lengths == nullptr || t < lengths[b]; }
+};
+
+inline LengthMask length_mask(const c10::optional<at::Tensor>& lengths) {
+  return LengthMask{lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr};
+}
+
+// Time index of the step-th step of a direction's forward pass; backward walks it backwards.
+inline int64_t forward_time(int64_t step, int64_t T, bool reverse) {
+  return reverse ? T - 1 - step : step;
+}
+inline int64_t backward_time(int64_t step, int64_t T, bool reverse) {
+  return reverse ? step : T - 1 - step;
+}
+
+// Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H, in parallel
+// once there is enough work to pay for waking threads.
+template <class Body>
+inline void parallel_rows(int64_t B, int64_t H, const Body& body) {
+  constexpr int64_t block = 256;
+  constexpr int64_t elements_per_task = 8192;
+  const int64_t blocks_per_row = std::max<int64_t>(1, (H + block - 1) / block);
+  const int64_t grain = std::max<int64_t>(1, elements_per_task / block);
+  at::parallel_for(0, B * blocks_per_row, grain, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const int64_t b = k / blocks_per_row;
+      const int64_t j0 = (k % blocks_per_row) * block;
+      body(b, j0, std::min(H, j0 + block));
+    }
+  });
+}
+
+template <class scalar_t>
+inline void copy_span(scalar_t* dst, const scalar_t* src, int64_t n) {
+  std::memcpy(dst, src, sizeof(scalar_t) * n);
+}
+template <class scalar_t>
+inline void zero_span(scalar_t* dst, int64_t n) {
+  std::memset(dst, 0, sizeof(scalar_t) * n);
+}
+
+// dh_state += grad_output[t] for the sequences still running at t (in place, [B, width]).
+template <class scalar_t>
+inline void add_output_grad(scalar_t* dh_state, const scalar_t* grad_output_t,
+                            const LengthMask& mask, int64_t t, int64_t B, int64_t width) {
+  if (grad_output_t == nullptr) return;
+  parallel_rows(B, width, [&](int64_t b, int64_t j0, int64_t j1) {
+    if (!mask.active(b, t)) return;
+    scalar_t* d = dh_state + b * width;
+    const scalar_t* g = grad_output_t + b * width;
+    for_each_lane<scalar_t>(j0, j1, [&](auto lanes, int64_t j) {
+      lanes.store(d + j, lanes.load(d + j) + lanes.load(g + j));
+    });
+  });
+}
+
+template <class scalar_t>
+inline const scalar_t* optional_data(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
+}
+
+// A gradient the caller did not need comes in as None: start from zeros.
+inline at::Tensor grad_or_zeros(const c10::optional<at::Tensor>& grad, at::IntArrayRef shape,
+                                const at::TensorOptions& options) {
+  if (grad.has_value()) return grad->contiguous().clone();
+  return at::zeros(shape, options);
+}
+
+}  // namespace cpu
+}  // namespace fastrnn

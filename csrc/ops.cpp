@@ -1,0 +1,50 @@
+// Every fastrnn operator's schema, declared once. Each device registers its kernels with
+// TORCH_LIBRARY_IMPL (csrc/cpu/*.cpp, csrc/cuda/*.cpp); fastrnn/_ops.py adds the fake
+// kernels and autograd formulas.
+//
+// One operator call runs one layer in one direction over a whole padded sequence:
+//   input_gates  [T, B, G*H]  x W_ih^T + b_ih for every step (one GEMM, done by the caller)
+//   h0 / c0      [B, P] / [B, H]
+//   lengths      [B] int64 or None: sequence b takes part in steps t < lengths[b]
+//   reverse      walk t = T-1 .. 0 (the backward direction of a bidirectional layer)
+//   training     keep what backward needs (returned as the trailing tensors); otherwise
+//                those come back empty
+#include <Python.h>
+#include <torch/library.h>
+
+extern "C" {
+// Importing fastrnn._C runs the static registrations below and in the kernel files.
+PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
+}
+
+TORCH_LIBRARY(fastrnn, m) {
+  m.def(
+      "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
+      "Tensor? w_hr, Tensor? lengths, bool reverse, bool training) -> "
+      "(Tensor output, Tensor h_n, Tensor c_n, Tensor hs, Tensor cs, Tensor gates, "
+      "Tensor proj_in)");
+  m.def(
+      "lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, Tensor w_hh, "
+      "Tensor? w_hr, Tensor hs, Tensor cs, Tensor gates, Tensor proj_in, Tensor? lengths, "
+      "bool reverse) -> (Tensor grad_input_gates, Tensor grad_h0, Tensor grad_c0, "
+      "Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_w_hr)");
+  m.def(
+      "gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
+      "bool reverse, bool reset_after, bool training) -> "
+      "(Tensor output, Tensor h_n, Tensor hs, Tensor gates, Tensor extra)");
+  m.def(
+      "gru_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
+      "Tensor gates, Tensor extra, Tensor? lengths, bool reverse, bool reset_after) -> "
+      "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_w_hh, Tensor grad_b_hh)");
+  m.def(
+      "rnn_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
+      "bool reverse, str nonlinearity, bool training) -> "
+      "(Tensor output, Tensor h_n, Tensor hs)");
+  m.def(
+      "rnn_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
+      "Tensor? lengths, bool reverse, str nonlinearity) -> "
+      "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_w_hh, Tensor grad_b_hh)");
+}

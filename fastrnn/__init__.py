@@ -1,0 +1,13 @@
+"""fastrnn: fused LSTM, GRU and Elman RNN kernels for PyTorch, as drop-in torch.nn layers."""
+from . import _ops
+from .modules import GRU, LSTM, RNN, convert
+
+__version__ = "0.1.0"
+
+
+def build_info():
+    """Which backends this build of fastrnn holds kernels for."""
+    return {"cpu": _ops.has_kernel("cpu"), "cuda": _ops.has_kernel("cuda")}
+
+
+__all__ = ["LSTM", "GRU", "RNN", "convert", "build_info"]

@@ -1,0 +1,72 @@
+"""Stacks of recurrent layers over padded, time-major sequences.
+
+One operator call runs one layer in one direction; this module composes them into layers
+and directions, with the input projection of all time steps done as one GEMM per direction
+(F.linear, differentiated by autograd) and dropout between layers.
+"""
+from typing import List, NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ._ops import ops
+
+
+class LayerWeights(NamedTuple):
+    """One layer in one direction, in torch.nn's names and shapes (G gates per unit)."""
+    w_ih: torch.Tensor            # [G*H, input]
+    w_hh: torch.Tensor            # [G*H, P]
+    b_ih: Optional[torch.Tensor]  # [G*H]
+    b_hh: Optional[torch.Tensor]  # [G*H]
+    w_hr: Optional[torch.Tensor]  # [P, H] (LSTM projection) or None
+
+
+def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
+              reset_after=True):
+    """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
+    input_gates = F.linear(x, weights.w_ih, weights.b_ih)
+    if mode == "LSTM":
+        out, h_n, c_n = ops.lstm_forward(input_gates, h0, c0, weights.w_hh, weights.b_hh,
+                                         weights.w_hr, lengths, reverse,
+                                         save_for_backward)[:3]
+        return out, h_n, c_n
+    if mode == "GRU":
+        out, h_n = ops.gru_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths,
+                                   reverse, reset_after, save_for_backward)[:2]
+        return out, h_n, None
+    nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
+    out, h_n = ops.rnn_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths, reverse,
+                               nonlinearity, save_for_backward)[:2]
+    return out, h_n, None
+
+
+def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[torch.Tensor],
+                    weights: List[LayerWeights], num_layers: int, bidirectional: bool,
+                    dropout: float, training: bool, lengths: Optional[torch.Tensor] = None,
+                    reset_after: bool = True):
+    """A stack of `num_layers` layers, each in one or two directions.
+
+    x: [T, B, input] padded and time-major; h0: [L*D, B, P]; c0: [L*D, B, H] (LSTM);
+    weights: L*D entries, layer-major then direction; lengths: [B] int64 or None.
+    Returns (output [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H] or None).
+    """
+    directions = 2 if bidirectional else 1
+    save_for_backward = torch.is_grad_enabled() and (
+        x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad)
+        or any(w is not None and w.requires_grad for lw in weights for w in lw))
+    h_n, c_n = [], []
+    layer_input = x
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            k = layer * directions + direction
+            out, h, c = run_layer(mode, layer_input, h0[k], None if c0 is None else c0[k],
+                                  weights[k], lengths, direction == 1, save_for_backward,
+                                  reset_after)
+            outputs.append(out)
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = outputs[0] if directions == 1 else torch.cat(outputs, dim=2)
+        if dropout > 0 and training and layer < num_layers - 1:
+            layer_input = F.dropout(layer_input, p=dropout, training=True)
+    return layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)

@@ -1,0 +1,225 @@
+"""Drop-in replacements for torch.nn.LSTM, GRU and RNN.
+
+Each layer subclasses its torch.nn counterpart and overrides forward only, so constructor,
+parameter names and shapes, initialisation, state_dict and isinstance checks are torch.nn's.
+"""
+import warnings
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from . import _ops
+from .functional import LayerWeights, recurrent_stack
+
+# dtypes with kernels, per device type; anything else runs torch.nn's own implementation.
+KERNEL_DTYPES = {
+    "cpu": (torch.float32, torch.float64),
+    "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
+}
+_warned = set()
+
+
+def _warn_once(message):
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, stacklevel=3)
+
+
+class _FusedRNNMixin:
+    """forward() for a torch.nn.RNNBase subclass, running fastrnn's kernels."""
+
+    reset_after = True
+
+    # ------------------------------------------------------------ argument checks
+    def _name(self):
+        return f"fastrnn.{type(self).__name__}"
+
+    def _fail(self, message, error=ValueError):
+        raise error(f"{self._name()}: {message}")
+
+    def _check_input(self, data, batched_dims):
+        if not isinstance(data, torch.Tensor):
+            self._fail(f"input must be a Tensor or PackedSequence, got {type(data).__name__}",
+                       TypeError)
+        if data.dim() not in batched_dims:
+            expected = " or ".join(f"{d}-D" for d in batched_dims)
+            self._fail(f"input must be {expected}, got a {data.dim()}-D tensor of shape "
+                       f"{tuple(data.shape)}")
+        if data.shape[-1] != self.input_size:
+            self._fail(f"input.size(-1) must equal input_size={self.input_size}, got "
+                       f"{data.shape[-1]} (input shape {tuple(data.shape)})")
+        weight = self._flat_weights[0]
+        if not data.is_floating_point():
+            self._fail(f"input must be a floating-point tensor, got dtype {data.dtype}",
+                       TypeError)
+        if data.dtype != weight.dtype:
+            self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
+                       f"({weight.dtype}); convert one of them with .to()", TypeError)
+        if data.device != weight.device:
+            self._fail(f"input is on {data.device} but the layer's parameters are on "
+                       f"{weight.device}; move one of them with .to()")
+
+    def _check_state(self, name, state, expected_shape, data):
+        if not isinstance(state, torch.Tensor):
+            self._fail(f"{name} must be a Tensor, got {type(state).__name__}", TypeError)
+        if tuple(state.shape) != tuple(expected_shape):
+            self._fail(f"{name} must have shape {tuple(expected_shape)} "
+                       f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")
+        if state.dtype != data.dtype:
+            self._fail(f"{name} dtype {state.dtype} does not match input dtype {data.dtype}",
+                       TypeError)
+        if state.device != data.device:
+            self._fail(f"{name} is on {state.device} but input is on {data.device}")
+
+    def _state_sizes(self):
+        directions = 2 if self.bidirectional else 1
+        out_size = self.proj_size if getattr(self, "proj_size", 0) > 0 else self.hidden_size
+        return self.num_layers * directions, out_size
+
+    # ------------------------------------------------------------ weights
+    def _layer_weights(self):
+        names = self._flat_weights_names
+        weights = dict(zip(names, self._flat_weights))
+        directions = 2 if self.bidirectional else 1
+        result = []
+        for layer in range(self.num_layers):
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                result.append(LayerWeights(
+                    weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"],
+                    weights.get(f"bias_ih{suffix}"), weights.get(f"bias_hh{suffix}"),
+                    weights.get(f"weight_hr{suffix}")))
+        return result
+
+    def _has_kernel(self, data):
+        return (_ops.has_kernel(data.device.type)
+                and data.dtype in KERNEL_DTYPES.get(data.device.type, ()))
+
+    # ------------------------------------------------------------ forward
+    def forward(self, input, hx=None):
+        is_lstm = self.mode == "LSTM"
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            data = input.data
+            self._check_input(data, (2,))
+        else:
+            data = input
+            self._check_input(data, (2, 3))
+
+        if not self._has_kernel(data):
+            if not self.reset_after:
+                self._fail(f"no fastrnn kernel for {data.dtype} on {data.device.type} "
+                           f"(built backends: {_ops.has_kernel('cpu') and 'cpu'}"
+                           f"{' cuda' if _ops.has_kernel('cuda') else ''}), and torch.nn "
+                           "has no reset_after=False GRU to fall back on", RuntimeError)
+            _warn_once(f"{self._name()}: no fastrnn kernel for {data.dtype} on "
+                       f"{data.device.type}; running torch.nn's implementation")
+            return super().forward(input, hx)
+
+        num_states, out_size = self._state_sizes()
+        unbatched = not packed and data.dim() == 2
+        lengths = sorted_indices = unsorted_indices = None
+        if packed:
+            batch_sizes = input.batch_sizes
+            x, lengths = torch._VF._pad_packed_sequence(
+                data, batch_sizes, False, 0.0, int(batch_sizes.numel()))
+            lengths = lengths.to(device=data.device, dtype=torch.int64)
+            sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
+            batch = int(batch_sizes[0])
+        elif unbatched:
+            x = data.unsqueeze(1)
+            batch = 1
+        else:
+            x = data.transpose(0, 1) if self.batch_first else data
+            batch = x.shape[1]
+
+        hidden_shape = (num_states, batch, out_size)
+        cell_shape = (num_states, batch, self.hidden_size)
+        h0 = c0 = None
+        if hx is not None:
+            if is_lstm:
+                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                    self._fail("hx must be a tuple (h_0, c_0) for an LSTM", TypeError)
+                h0, c0 = hx
+            else:
+                h0 = hx
+            states = (("h_0", h0, hidden_shape), ("c_0", c0, cell_shape))[:2 if is_lstm else 1]
+            checked = []
+            for name, state, shape in states:
+                if unbatched and isinstance(state, torch.Tensor):
+                    if state.dim() != 2:
+                        self._fail(f"for unbatched 2-D input, {name} must be 2-D, got "
+                                   f"{state.dim()}-D of shape {tuple(state.shape)}")
+                    state = state.unsqueeze(1)
+                self._check_state(name, state, shape, data)
+                if sorted_indices is not None:
+                    state = state.index_select(1, sorted_indices)
+                checked.append(state)
+            h0, c0 = checked if is_lstm else (checked[0], None)
+        else:
+            h0 = x.new_zeros(hidden_shape)
+            c0 = x.new_zeros(cell_shape) if is_lstm else None
+
+        output, h_n, c_n = recurrent_stack(
+            self.mode, x, h0, c0, self._layer_weights(), self.num_layers, self.bidirectional,
+            float(self.dropout), self.training, lengths, self.reset_after)
+
+        if packed:
+            output = torch.nn.utils.rnn.pack_padded_sequence(output, lengths.cpu())
+            output = PackedSequence(output.data, input.batch_sizes, sorted_indices,
+                                    unsorted_indices)
+            if unsorted_indices is not None:
+                h_n = h_n.index_select(1, unsorted_indices)
+                c_n = c_n.index_select(1, unsorted_indices) if is_lstm else None
+        elif unbatched:
+            output, h_n = output.squeeze(1), h_n.squeeze(1)
+            c_n = c_n.squeeze(1) if is_lstm else None
+        elif self.batch_first:
+            output = output.transpose(0, 1)
+        return output, ((h_n, c_n) if is_lstm else h_n)
+
+
+class LSTM(_FusedRNNMixin, nn.LSTM):
+    """torch.nn.LSTM with fused kernels: same arguments, parameters and outputs."""
+
+
+class GRU(_FusedRNNMixin, nn.GRU):
+    """torch.nn.GRU with fused kernels.
+
+    reset_after=True (default) is torch.nn's and cuDNN's GRU: n = tanh(W_in x + b_in +
+    r * (W_hn h + b_hn)). reset_after=False is Cho et al.'s original, where the reset gate
+    multiplies the state before the recurrent product: n = tanh(W_in x + b_in +
+    W_hn (r * h) + b_hn). Both have the same parameters, so state_dicts load either way.
+    """
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text if self.reset_after else text + ", reset_after=False"
+
+
+class RNN(_FusedRNNMixin, nn.RNN):
+    """torch.nn.RNN (tanh or relu) with fused kernels."""
+
+
+_REPLACEMENTS = ((nn.LSTM, LSTM), (nn.GRU, GRU), (nn.RNN, RNN))
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replace every torch.nn LSTM, GRU and RNN inside `model` by its fastrnn layer.
+
+    Works in place and returns `model` (which may itself be such a layer). The parameters
+    stay the same objects, so an optimizer built before the call keeps working.
+    """
+    for module in model.modules():
+        for torch_cls, fast_cls in _REPLACEMENTS:
+            if type(module) is torch_cls:
+                module.__class__ = fast_cls
+                if fast_cls is GRU:
+                    module.reset_after = True
+    return model
