@@ -25,7 +25,7 @@ def cpu_supports(*flags):
 
 
 def cxx_flags():
-    flags = ["-O3", "-Wno-unknown-pragmas"]  # torch picks the C++ standard
+    flags = ["-O3", "-Wno-unknown-pragmas", "-Wno-psabi"]  # torch picks the C++ standard
     # The kernels compile on the machine that runs them, so use its SIMD width: ATen's
     # Vectorized<float> then maps tanh/exp to SLEEF's AVX2 routines (exported by libtorch).
     want_simd = os.environ.get("FASTRNN_SIMD", "auto")
@@ -44,7 +44,7 @@ def want_cuda():
 
 
 def extension():
-    sources = ["csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    sources = ["csrc/python_module.cpp", "csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
     kwargs = dict(
         name="fastrnn._C",

@@ -9,16 +9,7 @@
 //   reverse      walk t = T-1 .. 0 (the backward direction of a bidirectional layer)
 //   training     keep what backward needs (returned as the trailing tensors); otherwise
 //                those come back empty
-#include <Python.h>
 #include <torch/library.h>
-
-extern "C" {
-// Importing fastrnn._C runs the static registrations below and in the kernel files.
-PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
-}
-}
 
 TORCH_LIBRARY(fastrnn, m) {
   m.def(

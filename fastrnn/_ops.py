@@ -17,11 +17,19 @@ OPERATORS = (
 )
 
 
+def _compiled_backends():
+    # Read once at import: the registrations are fixed by then, and a plain dict lookup is
+    # something torch.compile can trace.
+    return {device: torch._C._dispatch_has_kernel_for_dispatch_key("fastrnn::lstm_forward", key)
+            for device, key in (("cpu", "CPU"), ("cuda", "CUDA"))}
+
+
+BACKENDS = _compiled_backends()
+
+
 def has_kernel(device_type):
     """True when fastrnn was built with kernels for this device type ('cpu', 'cuda')."""
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(
-        "fastrnn::lstm_forward", key)
+    return BACKENDS.get(device_type, False)
 
 
 def _empty(like):
@@ -36,7 +44,7 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
     H, P = G // 4, h0.shape[-1]
     new = input_gates.new_empty
     if not training:
-        saved = [_empty(input_gates)] * 4
+        saved = [_empty(input_gates) for _ in range(4)]
     else:
         proj_in = new((T, B, H)) if w_hr is not None else _empty(input_gates)
         saved = [new((T + 1, B, P)), new((T + 1, B, H)), new((T, B, G)), proj_in]
@@ -59,7 +67,7 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
     H = G // 3
     new = input_gates.new_empty
     if not training:
-        saved = [_empty(input_gates)] * 3
+        saved = [_empty(input_gates) for _ in range(3)]
     else:
         saved = [new((T + 1, B, H)), new((T, B, G)), new((T, B, H))]
     return (new((T, B, H)), new((B, H)), *saved)

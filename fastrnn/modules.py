@@ -1,7 +1,10 @@
 """Drop-in replacements for torch.nn.LSTM, GRU and RNN.
 
-Each layer subclasses its torch.nn counterpart and overrides forward only, so constructor,
-parameter names and shapes, initialisation, state_dict and isinstance checks are torch.nn's.
+Each layer derives from torch.nn.RNNBase, like its torch.nn counterpart, and adds only
+forward, so constructor, parameter names and shapes, initialisation and state_dict are
+torch.nn's. They are not subclasses of nn.LSTM/GRU/RNN themselves: torch.compile refuses to
+trace any instance of those (a graph break even with fullgraph=True), and tracing through
+is what the fused operators are for.
 """
 import warnings
 from typing import Optional
@@ -116,7 +119,7 @@ class _FusedRNNMixin:
                            "has no reset_after=False GRU to fall back on", RuntimeError)
             _warn_once(f"{self._name()}: no fastrnn kernel for {data.dtype} on "
                        f"{data.device.type}; running torch.nn's implementation")
-            return super().forward(input, hx)
+            return self._torch_class.forward(self, input, hx)
 
         num_states, out_size = self._state_sizes()
         unbatched = not packed and data.dim() == 2
@@ -181,11 +184,20 @@ class _FusedRNNMixin:
         return output, ((h_n, c_n) if is_lstm else h_n)
 
 
-class LSTM(_FusedRNNMixin, nn.LSTM):
+class LSTM(_FusedRNNMixin, nn.RNNBase):
     """torch.nn.LSTM with fused kernels: same arguments, parameters and outputs."""
 
+    _torch_class = nn.LSTM
+    # torch.nn.LSTM's own argument checks, used when falling back to its forward
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
 
-class GRU(_FusedRNNMixin, nn.GRU):
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
+
+
+class GRU(_FusedRNNMixin, nn.RNNBase):
     """torch.nn.GRU with fused kernels.
 
     reset_after=True (default) is torch.nn's and cuDNN's GRU: n = tanh(W_in x + b_in +
@@ -194,8 +206,12 @@ class GRU(_FusedRNNMixin, nn.GRU):
     W_hn (r * h) + b_hn). Both have the same parameters, so state_dicts load either way.
     """
 
+    _torch_class = nn.GRU
+
     def __init__(self, *args, reset_after: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        super().__init__("GRU", *args, **kwargs)
         self.reset_after = bool(reset_after)
 
     def extra_repr(self):
@@ -203,8 +219,24 @@ class GRU(_FusedRNNMixin, nn.GRU):
         return text if self.reset_after else text + ", reset_after=False"
 
 
-class RNN(_FusedRNNMixin, nn.RNN):
+class RNN(_FusedRNNMixin, nn.RNNBase):
     """torch.nn.RNN (tanh or relu) with fused kernels."""
+
+    _torch_class = nn.RNN
+
+    def __init__(self, *args, **kwargs):
+        # torch.nn.RNN's signature: nonlinearity is the fourth positional argument.
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if len(args) > 3:
+            self.nonlinearity, args = args[3], args[:3] + args[4:]
+        else:
+            self.nonlinearity = kwargs.pop("nonlinearity", "tanh")
+        modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+        if self.nonlinearity not in modes:
+            raise ValueError(f"Unknown nonlinearity '{self.nonlinearity}'. "
+                             "Select from 'tanh' or 'relu'.")
+        super().__init__(modes[self.nonlinearity], *args, **kwargs)
 
 
 _REPLACEMENTS = ((nn.LSTM, LSTM), (nn.GRU, GRU), (nn.RNN, RNN))

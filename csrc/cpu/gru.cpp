@@ -6,6 +6,7 @@
 // backward cannot rebuild: W_hn h + b_hn (reset after) or r * h (reset before).
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -118,6 +119,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& lengths, bool reverse,
     bool reset_after, bool training) {
+  check_layer_args("fastrnn::gru_forward", 3, input_gates_in, h0, nullptr, w_hh_in, b_hh_in,
+                   c10::nullopt, lengths);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
@@ -153,6 +156,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const Tensor& w_hh_in, const Tensor& hs, const Tensor& gates, const Tensor& extra,
     const optional<Tensor>& lengths, bool reverse, bool reset_after) {
+  const char* op = "fastrnn::gru_backward";
+  check_saved(op, "hs", hs, 3, w_hh_in);
+  check_saved(op, "gates", gates, 3, w_hh_in);
+  check_saved(op, "extra", extra, 3, w_hh_in);
+  check_grad(op, "grad_output", grad_output_in, {gates.size(0), gates.size(1), hs.size(2)},
+             w_hh_in);
+  check_grad(op, "grad_h_n", grad_h_n, {gates.size(1), hs.size(2)}, w_hh_in);
+  TORCH_CHECK(hs.sizes() == at::IntArrayRef({gates.size(0) + 1, gates.size(1), gates.size(2) / 3}) &&
+                  extra.sizes() == at::IntArrayRef({gates.size(0), gates.size(1), hs.size(2)}) &&
+                  w_hh_in.sizes() == at::IntArrayRef({gates.size(2), hs.size(2)}),
+              op, ": saved tensors and weights disagree in shape (hs ", hs.sizes(), ", gates ",
+              gates.sizes(), ", extra ", extra.sizes(), ", w_hh ", w_hh_in.sizes(), ")");
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
       grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;

@@ -4,6 +4,7 @@
 // h [B, P] (P = proj_size or H), c [B, H], w_hh [4H, P], w_hr [P, H].
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -96,6 +97,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
     const optional<Tensor>& lengths, bool reverse, bool training) {
+  check_layer_args("fastrnn::lstm_forward", 4, input_gates_in, h0, &c0, w_hh_in, b_hh_in,
+                   w_hr_in, lengths);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
@@ -141,6 +144,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
     const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
     const optional<Tensor>& lengths, bool reverse) {
+  const char* op = "fastrnn::lstm_backward";
+  check_saved(op, "hs", hs, 3, w_hh_in);
+  check_saved(op, "cs", cs, 3, w_hh_in);
+  check_saved(op, "gates", gates, 3, w_hh_in);
+  if (w_hr_in.has_value()) check_saved(op, "proj_in", proj_in, 3, w_hh_in);
+  {
+    const int64_t T = gates.size(0), B = gates.size(1), P = hs.size(2);
+    check_grad(op, "grad_output", grad_output_in, {T, B, P}, w_hh_in);
+    check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh_in);
+    check_grad(op, "grad_c_n", grad_c_n, {B, gates.size(2) / 4}, w_hh_in);
+    TORCH_CHECK(hs.sizes() == at::IntArrayRef({T + 1, B, P}) &&
+                    cs.sizes() == at::IntArrayRef({T + 1, B, gates.size(2) / 4}) &&
+                    w_hh_in.sizes() == at::IntArrayRef({gates.size(2), P}),
+                op, ": saved tensors and weights disagree in shape (hs ", hs.sizes(), ", cs ",
+                cs.sizes(), ", gates ", gates.sizes(), ", w_hh ", w_hh_in.sizes(), ")");
+  }
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = w_hr_in ? optional<Tensor>(w_hr_in->contiguous()) : c10::nullopt;
   const optional<Tensor> grad_output =

@@ -4,6 +4,7 @@
 // into the new state in place, so a step needs no buffer of its own.
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -55,6 +56,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
                                                const optional<Tensor>& lengths, bool reverse,
                                                c10::string_view nonlinearity, bool training) {
   const bool relu = is_relu(nonlinearity);
+  check_layer_args("fastrnn::rnn_forward", 1, input_gates_in, h0, nullptr, w_hh_in, b_hh_in,
+                   c10::nullopt, lengths);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
@@ -110,6 +113,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& w_hh_in, const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
     c10::string_view nonlinearity) {
   const bool relu = is_relu(nonlinearity);
+  const char* op = "fastrnn::rnn_backward";
+  check_saved(op, "hs", hs, 3, w_hh_in);
+  TORCH_CHECK(hs.size(0) >= 1, op, ": hs must hold T+1 states, got shape ", hs.sizes());
+  check_grad(op, "grad_output", grad_output_in, {hs.size(0) - 1, hs.size(1), hs.size(2)},
+             w_hh_in);
+  check_grad(op, "grad_h_n", grad_h_n, {hs.size(1), hs.size(2)}, w_hh_in);
+  TORCH_CHECK(w_hh_in.sizes() == at::IntArrayRef({hs.size(2), hs.size(2)}), op,
+              ": w_hh must have shape [H, H] = ", hs.size(2), ", got ", w_hh_in.sizes());
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
       grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;

@@ -1,0 +1,77 @@
+// Argument checks shared by every device's operators, run before any kernel. The Python
+// layers check first and name the user's arguments; these guard direct operator calls.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace fastrnn {
+
+// input_gates [T, B, G*H], h0 [B, P], c0 [B, H] (LSTM), w_hh [G*H, P], b_hh [G*H],
+// w_hr [P, H] (LSTM projection; without it P == H), lengths [B] int64 with 0 <= l <= T.
+inline void check_layer_args(const char* op, int64_t gates_per_unit, const at::Tensor& input_gates,
+                             const at::Tensor& h0, const at::Tensor* c0, const at::Tensor& w_hh,
+                             const c10::optional<at::Tensor>& b_hh,
+                             const c10::optional<at::Tensor>& w_hr,
+                             const c10::optional<at::Tensor>& lengths) {
+  TORCH_CHECK(input_gates.dim() == 3, op, ": input_gates must be 3-D [T, B, ", gates_per_unit,
+              "*H], got shape ", input_gates.sizes());
+  TORCH_CHECK(input_gates.size(2) % gates_per_unit == 0 && input_gates.size(2) > 0, op,
+              ": input_gates.size(2) must be a positive multiple of ", gates_per_unit,
+              ", got ", input_gates.size(2));
+  const int64_t T = input_gates.size(0), B = input_gates.size(1);
+  const int64_t H = input_gates.size(2) / gates_per_unit;
+  const int64_t P = w_hr.has_value() ? w_hr->size(0) : H;
+  TORCH_CHECK(input_gates.is_floating_point(), op, ": input_gates must be floating point, got ",
+              input_gates.scalar_type());
+  auto same = [&](const char* name, const at::Tensor& t, at::IntArrayRef shape) {
+    TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ",
+                t.sizes());
+    TORCH_CHECK(t.scalar_type() == input_gates.scalar_type(), op, ": ", name, " has dtype ",
+                t.scalar_type(), " but input_gates has ", input_gates.scalar_type());
+    TORCH_CHECK(t.device() == input_gates.device(), op, ": ", name, " is on ", t.device(),
+                " but input_gates is on ", input_gates.device());
+  };
+  if (w_hr.has_value()) {
+    TORCH_CHECK(w_hr->dim() == 2, op, ": w_hr must be 2-D [P, H], got ", w_hr->sizes());
+    same("w_hr", *w_hr, {P, H});
+  }
+  same("h0", h0, {B, P});
+  if (c0 != nullptr) same("c0", *c0, {B, H});
+  same("w_hh", w_hh, {gates_per_unit * H, P});
+  if (b_hh.has_value()) same("b_hh", *b_hh, {gates_per_unit * H});
+  if (lengths.has_value()) {
+    TORCH_CHECK(lengths->dim() == 1 && lengths->size(0) == B, op,
+                ": lengths must have shape [", B, "], got ", lengths->sizes());
+    TORCH_CHECK(lengths->scalar_type() == at::kLong, op, ": lengths must be int64, got ",
+                lengths->scalar_type());
+    TORCH_CHECK(lengths->device() == input_gates.device(), op, ": lengths is on ",
+                lengths->device(), " but input_gates is on ", input_gates.device());
+    if (lengths->is_cpu() && B > 0) {  // on a GPU this would sync; the layers check there
+      const auto lo = lengths->min().item<int64_t>(), hi = lengths->max().item<int64_t>();
+      TORCH_CHECK(lo >= 0 && hi <= T, op, ": lengths must lie in [0, T=", T, "], got values in [",
+                  lo, ", ", hi, "]");
+    }
+  }
+}
+
+// Saved tensors handed back to a backward operator: right rank, dtype and device. A forward
+// run with training=false returns them as 1-D empties, which this rejects.
+inline void check_saved(const char* op, const char* name, const at::Tensor& t, int64_t dim,
+                        const at::Tensor& like) {
+  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be the ", dim, "-D tensor saved by the "
+              "forward operator with training=True, got shape ", t.sizes());
+  TORCH_CHECK(t.scalar_type() == like.scalar_type() && t.device() == like.device(), op, ": ",
+              name, " must match the weights' dtype and device");
+}
+
+// An incoming gradient, when present, has its output's shape.
+inline void check_grad(const char* op, const char* name, const c10::optional<at::Tensor>& grad,
+                       at::IntArrayRef shape, const at::Tensor& like) {
+  if (!grad.has_value()) return;
+  TORCH_CHECK(grad->sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ",
+              grad->sizes());
+  TORCH_CHECK(grad->scalar_type() == like.scalar_type() && grad->device() == like.device(), op,
+              ": ", name, " must match the weights' dtype and device");
+}
+
+}  // namespace fastrnn

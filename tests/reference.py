@@ -1,0 +1,111 @@
+"""Plain-PyTorch recurrent layers: the reference every kernel is checked against.
+
+Written for clarity, one time step at a time, from the equations (torch.nn's gate order
+and parameter names). Run it in float64. It covers what torch.nn lacks: the GRU with the
+reset gate applied before the recurrent product (Cho et al. 2014).
+"""
+import torch
+
+
+def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh, w_hr):
+    h, c = state
+    gates = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        gates = gates + b_ih + b_hh
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    if w_hr is not None:
+        h = h @ w_hr.T
+    return h, (h, c)
+
+
+def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after):
+    b_ih = torch.zeros_like(w_ih[:, 0]) if b_ih is None else b_ih
+    b_hh = torch.zeros_like(w_hh[:, 0]) if b_hh is None else b_hh
+    x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, dim=-1)
+    w_hr, w_hz, w_hn = w_hh.chunk(3, dim=0)
+    b_hr, b_hz, b_hn = b_hh.chunk(3)
+    r = torch.sigmoid(x_r + h @ w_hr.T + b_hr)
+    z = torch.sigmoid(x_z + h @ w_hz.T + b_hz)
+    if reset_after:
+        n = torch.tanh(x_n + r * (h @ w_hn.T + b_hn))
+    else:
+        n = torch.tanh(x_n + (r * h) @ w_hn.T + b_hn)
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
+    a = x @ w_ih.T + h @ w_hh.T
+    if b_ih is not None:
+        a = a + b_ih + b_hh
+    h = torch.tanh(a) if nonlinearity == "tanh" else torch.relu(a)
+    return h, h
+
+
+def run_direction(cell, x, state, lengths, reverse):
+    """x: [T, B, I]. A sequence b runs over its own steps t < lengths[b]; after its end its
+    state is kept and its output is zero (packed-sequence semantics)."""
+    T, B = x.shape[:2]
+    lengths = torch.full((B,), T) if lengths is None else lengths.cpu()
+    outputs = [None] * T
+    for t in (reversed(range(T)) if reverse else range(T)):
+        out, new_state = cell(x[t], state)
+        active = (t < lengths).to(x.dtype)[:, None]
+        outputs[t] = out * active
+        keep = lambda new, old: active * new + (1 - active) * old  # noqa: E731
+        if isinstance(state, tuple):
+            state = tuple(keep(n, o) for n, o in zip(new_state, state))
+        else:
+            state = keep(new_state, state)
+    return torch.stack(outputs) if T else x.new_zeros((0, B, 0)), state
+
+
+def reference_rnn(module, x, hx=None, lengths=None, reset_after=None):
+    """Runs `module`'s parameters (a torch.nn or fastrnn layer) through the reference.
+
+    x: [T, B, I] time-major (batch_first is ignored); hx as torch.nn takes it; lengths [B].
+    Returns (output [T, B, D*P], h_n, c_n or None). Dropout is not applied.
+    """
+    mode = module.mode
+    if reset_after is None:
+        reset_after = getattr(module, "reset_after", True)
+    L = module.num_layers
+    D = 2 if module.bidirectional else 1
+    T, B = x.shape[:2]
+    P = module.proj_size if getattr(module, "proj_size", 0) else module.hidden_size
+    H = module.hidden_size
+    if hx is None:
+        h0 = x.new_zeros((L * D, B, P))
+        c0 = x.new_zeros((L * D, B, H)) if mode == "LSTM" else None
+    elif mode == "LSTM":
+        h0, c0 = hx
+    else:
+        h0, c0 = hx, None
+    params = dict(module.named_parameters())
+    h_n, c_n = [], []
+    layer_input = x
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            w_ih, w_hh = params["weight_ih" + sfx], params["weight_hh" + sfx]
+            b_ih, b_hh = params.get("bias_ih" + sfx), params.get("bias_hh" + sfx)
+            k = layer * D + d
+            if mode == "LSTM":
+                w_hr = params.get("weight_hr" + sfx)
+                cell = lambda xt, s: lstm_cell(xt, s, w_ih, w_hh, b_ih, b_hh, w_hr)  # noqa
+                out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1)
+                c_n.append(c)
+            elif mode == "GRU":
+                cell = lambda xt, s: gru_cell(xt, s, w_ih, w_hh, b_ih, b_hh, reset_after)  # noqa
+                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1)
+            else:
+                nl = "tanh" if mode == "RNN_TANH" else "relu"
+                cell = lambda xt, s: rnn_cell(xt, s, w_ih, w_hh, b_ih, b_hh, nl)  # noqa
+                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1)
+            outs.append(out)
+            h_n.append(h)
+        layer_input = torch.cat(outs, dim=2)
+    return layer_input, torch.stack(h_n), (torch.stack(c_n) if mode == "LSTM" else None)

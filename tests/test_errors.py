@@ -1,0 +1,142 @@
+"""Bad input raises a clear Python exception naming the argument, before any kernel runs."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fastrnn
+from fastrnn._ops import ops
+
+
+@pytest.fixture
+def lstm():
+    return fastrnn.LSTM(4, 6, num_layers=2)
+
+
+def test_wrong_feature_size(lstm):
+    with pytest.raises(ValueError, match=r"input.size\(-1\) must equal input_size=4, got 5"):
+        lstm(torch.randn(3, 2, 5))
+
+
+def test_wrong_rank(lstm):
+    with pytest.raises(ValueError, match="input must be 2-D or 3-D, got a 4-D tensor"):
+        lstm(torch.randn(3, 2, 1, 4))
+
+
+def test_not_a_tensor(lstm):
+    with pytest.raises(TypeError, match="input must be a Tensor or PackedSequence, got list"):
+        lstm([[1.0, 2.0]])
+
+
+def test_integer_input(lstm):
+    with pytest.raises(TypeError, match="floating-point"):
+        lstm(torch.ones(3, 2, 4, dtype=torch.int64))
+
+
+def test_dtype_mismatch_with_weights(lstm):
+    with pytest.raises(TypeError, match=r"input dtype torch.float64 does not match the layer's "
+                                        r"parameters \(torch.float32\)"):
+        lstm(torch.randn(3, 2, 4, dtype=torch.float64))
+
+
+def test_wrong_state_shape(lstm):
+    x = torch.randn(3, 2, 4)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(2, 2, 6\) .* got \(1, 2, 6\)"):
+        lstm(x, (torch.zeros(1, 2, 6), torch.zeros(2, 2, 6)))
+    with pytest.raises(ValueError, match=r"c_0 must have shape \(2, 2, 6\) .* got \(2, 3, 6\)"):
+        lstm(x, (torch.zeros(2, 2, 6), torch.zeros(2, 3, 6)))
+
+
+def test_state_not_a_tuple_for_lstm(lstm):
+    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\)"):
+        lstm(torch.randn(3, 2, 4), torch.zeros(2, 2, 6))
+
+
+def test_state_dtype_mismatch():
+    gru = fastrnn.GRU(4, 6)
+    with pytest.raises(TypeError, match="h_0 dtype torch.float64 does not match input dtype"):
+        gru(torch.randn(3, 2, 4), torch.zeros(1, 2, 6, dtype=torch.float64))
+
+
+def test_unbatched_state_rank():
+    gru = fastrnn.GRU(4, 6)
+    with pytest.raises(ValueError, match="for unbatched 2-D input, h_0 must be 2-D"):
+        gru(torch.randn(3, 4), torch.zeros(1, 1, 6))
+
+
+def test_proj_state_shape():
+    lstm = fastrnn.LSTM(4, 6, proj_size=2)
+    with pytest.raises(ValueError, match=r"h_0 must have shape \(1, 3, 2\)"):
+        lstm(torch.randn(5, 3, 4), (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6)))
+
+
+def test_packed_with_wrong_feature_size():
+    rnn = fastrnn.RNN(4, 6)
+    packed = pack_padded_sequence(torch.randn(5, 2, 3), torch.tensor([5, 3]))
+    with pytest.raises(ValueError, match="input_size=4, got 3"):
+        rnn(packed)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_device_mismatch():
+    gru = fastrnn.GRU(4, 6)
+    with pytest.raises(ValueError, match="input is on cuda:0 but the layer's parameters are"):
+        gru(torch.randn(3, 2, 4, device="cuda"))
+
+
+def test_fallback_to_torch_for_dtypes_without_kernels():
+    reference = torch.nn.GRU(4, 6, dtype=torch.bfloat16)
+    gru = fastrnn.GRU(4, 6, dtype=torch.bfloat16)
+    gru.load_state_dict(reference.state_dict())
+    x = torch.randn(3, 2, 4, dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="running torch.nn's implementation"):
+        out, _ = gru(x)
+    torch.testing.assert_close(out, reference(x)[0])
+
+
+def test_reset_before_without_kernel_is_an_error():
+    gru = fastrnn.GRU(4, 6, reset_after=False, dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="no reset_after=False GRU to fall back on"):
+        gru(torch.randn(3, 2, 4, dtype=torch.bfloat16))
+
+
+# ---- direct operator calls are checked in C++ and raise RuntimeError, never crash
+
+def test_op_lengths_out_of_range():
+    gates = torch.randn(5, 2, 8)
+    with pytest.raises(RuntimeError, match=r"lengths must lie in \[0, T=5\], got values in "
+                                           r"\[2, 6\]"):
+        ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None,
+                        torch.tensor([6, 2]), False, "tanh", False)
+
+
+def test_op_lengths_wrong_dtype_and_shape():
+    gates = torch.randn(5, 2, 8)
+    with pytest.raises(RuntimeError, match="lengths must be int64"):
+        ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None,
+                        torch.tensor([5, 2], dtype=torch.int32), False, "tanh", False)
+    with pytest.raises(RuntimeError, match=r"lengths must have shape \[2\]"):
+        ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None,
+                        torch.tensor([5, 2, 1]), False, "tanh", False)
+
+
+def test_op_shape_mismatch():
+    with pytest.raises(RuntimeError, match=r"w_hh must have shape \[18, 6\], got \[24, 5\]"):
+        ops.gru_forward(torch.randn(5, 2, 18), torch.zeros(2, 6), torch.randn(24, 5), None,
+                        None, False, True, False)
+    with pytest.raises(RuntimeError, match=r"h0 must have shape \[2, 6\]"):
+        ops.lstm_forward(torch.randn(5, 2, 24), torch.zeros(3, 6), torch.zeros(2, 6),
+                         torch.randn(24, 6), None, None, None, False, False)
+
+
+def test_op_bad_nonlinearity():
+    with pytest.raises(RuntimeError, match="nonlinearity must be 'tanh' or 'relu', got 'gelu'"):
+        ops.rnn_forward(torch.randn(5, 2, 8), torch.zeros(2, 8), torch.randn(8, 8), None, None,
+                        False, "gelu", False)
+
+
+def test_backward_after_inference_forward_is_rejected():
+    gates = torch.randn(5, 2, 8)
+    _, _, hs = ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None, None, False,
+                               "tanh", False)
+    with pytest.raises(RuntimeError, match="saved by the forward operator with training=True"):
+        ops.rnn_backward(torch.randn(5, 2, 8), None, torch.randn(8, 8), hs, None, False, "tanh")

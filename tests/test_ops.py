@@ -1,0 +1,97 @@
+"""The operators on their own: gradcheck in float64 and torch.library.opcheck."""
+import pytest
+import torch
+
+import fastrnn  # noqa: F401  (registers the operators)
+from fastrnn._ops import ops
+
+T, B, H, P = 5, 3, 4, 2
+
+
+def make_inputs(cell, device, dtype=torch.float64, lengths=True, proj=False, bias=True):
+    g = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    p = P if proj else H
+    torch.manual_seed(0)
+
+    def rand(*shape):
+        return (torch.randn(*shape, device=device, dtype=dtype) * 0.5).requires_grad_()
+
+    args = {"input_gates": rand(T, B, g * H), "h0": rand(B, p)}
+    if cell == "lstm":
+        args["c0"] = rand(B, H)
+    args["w_hh"] = rand(g * H, p)
+    args["b_hh"] = rand(g * H) if bias else None
+    if cell == "lstm":
+        args["w_hr"] = rand(P, H) if proj else None
+    args["lengths"] = (torch.tensor([5, 2, 4], device=device) if lengths else None)
+    return args
+
+
+CASES = [
+    ("lstm", {}), ("lstm", {"proj": True}), ("lstm", {"bias": False}),
+    ("gru", {"reset_after": True}), ("gru", {"reset_after": False}),
+    ("rnn", {"nonlinearity": "tanh"}), ("rnn", {"nonlinearity": "relu"}),
+]
+
+
+def forward_args(cell, options, device, reverse, lengths, dtype=torch.float64):
+    build = {k: v for k, v in options.items() if k in ("proj", "bias")}
+    args = list(make_inputs(cell, device, dtype, lengths, **build).values())
+    if cell == "gru":
+        return args + [reverse, options["reset_after"], True]
+    if cell == "rnn":
+        return args + [reverse, options["nonlinearity"], True]
+    return args + [reverse, True]
+
+
+def forward_op(cell):
+    return {"lstm": ops.lstm_forward, "gru": ops.gru_forward, "rnn": ops.rnn_forward}[cell]
+
+
+@pytest.mark.parametrize("cell,options", CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lengths", [False, True])
+def test_gradcheck(device, cell, options, reverse, lengths):
+    args = forward_args(cell, options, device, reverse, lengths)
+    n_out = {"lstm": 3, "gru": 2, "rnn": 2}[cell]
+
+    def f(*inputs):
+        return forward_op(cell)(*inputs)[:n_out]
+
+    if options.get("nonlinearity") == "relu":
+        # keep pre-activations away from relu's kink, where finite differences break
+        args[0] = (args[0].detach() + 3.0).requires_grad_()
+    assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cell,options", CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_opcheck_forward(device, cell, options, reverse):
+    args = forward_args(cell, options, device, reverse, lengths=True)
+    torch.library.opcheck(forward_op(cell), args)
+    args[-1] = False  # inference: nothing saved
+    no_grad_args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
+    torch.library.opcheck(forward_op(cell), no_grad_args)
+
+
+@pytest.mark.parametrize("cell,options", CASES)
+def test_opcheck_backward(device, cell, options):
+    args = [a.detach() if isinstance(a, torch.Tensor) else a
+            for a in forward_args(cell, options, device, reverse=False, lengths=True)]
+    result = forward_op(cell)(*args)
+    torch.manual_seed(1)
+    if cell == "lstm":
+        out, h_n, c_n, hs, cs, gates, proj_in = result
+        bargs = [torch.randn_like(out), torch.randn_like(h_n), None, args[3], args[5], hs, cs,
+                 gates, proj_in, args[6], False]
+        torch.library.opcheck(ops.lstm_backward, bargs)
+    elif cell == "gru":
+        out, h_n, hs, gates, extra = result
+        bargs = [torch.randn_like(out), None, args[2], hs, gates, extra, args[4], False,
+                 options["reset_after"]]
+        torch.library.opcheck(ops.gru_backward, bargs)
+    else:
+        out, h_n, hs = result
+        bargs = [torch.randn_like(out), torch.randn_like(h_n), args[2], hs, args[4], False,
+                 options["nonlinearity"]]
+        torch.library.opcheck(ops.rnn_backward, bargs)

@@ -1,0 +1,83 @@
+"""fastrnn layers against the plain-PyTorch float64 reference (tests/reference.py): the
+only check for the reset-before GRU, which torch.nn lacks, and a second opinion on all."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import fastrnn
+from conftest import KINDS, assert_close, flat_state, make_pair, random_state
+from reference import reference_rnn
+
+
+def compare_with_reference(fast, x, state, lengths=None):
+    """x: [T, B, I] time-major, lengths optional (then fed packed to fastrnn)."""
+    dtype = x.dtype
+    if lengths is not None:
+        packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, final = fast(packed, state)
+        out = pad_packed_sequence(out, total_length=x.shape[0])[0]
+    else:
+        out, final = fast(x, state)
+    ref_out, ref_h, ref_c = reference_rnn(fast, x, state, lengths)
+    assert_close(out, ref_out, dtype, "output")
+    expected = [ref_h] + ([ref_c] if ref_c is not None else [])
+    for a, e in zip(flat_state(final), expected):
+        assert_close(a, e, dtype, "final state")
+    torch.manual_seed(5)
+    weights = [torch.randn_like(v) for v in [ref_out] + expected]
+    leaves = [x] + flat_state(state) + list(fast.parameters())
+
+    def loss(values):
+        return sum((v * w).sum() for v, w in zip(values, weights))
+
+    got = torch.autograd.grad(loss([out] + flat_state(final)), leaves, allow_unused=True)
+    want = torch.autograd.grad(loss([ref_out] + expected), leaves, allow_unused=True)
+    for i, (a, e) in enumerate(zip(got, want)):
+        assert_close(a, e, dtype, f"gradient {i}")
+
+
+@pytest.mark.parametrize("num_layers", [1, 3])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_reset_before_gru(device, num_layers, bidirectional, bias):
+    torch.manual_seed(0)
+    gru = fastrnn.GRU(4, 6, num_layers=num_layers, bidirectional=bidirectional, bias=bias,
+                      reset_after=False, device=device, dtype=torch.float64)
+    x = torch.randn(6, 3, 4, device=device, dtype=torch.float64, requires_grad=True)
+    compare_with_reference(gru, x, random_state(gru, 3, device, torch.float64))
+
+
+def test_reset_before_differs_from_reset_after(device):
+    torch.manual_seed(0)
+    before = fastrnn.GRU(4, 6, reset_after=False, device=device, dtype=torch.float64)
+    after = fastrnn.GRU(4, 6, device=device, dtype=torch.float64)
+    after.load_state_dict(before.state_dict())
+    x = torch.randn(5, 2, 4, device=device, dtype=torch.float64)
+    assert not torch.allclose(before(x)[0], after(x)[0])
+    assert "reset_after=False" in repr(before)
+
+
+@pytest.mark.parametrize("kind", list(KINDS) + ["gru_reset_before"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_variable_lengths_against_reference(device, kind, bidirectional):
+    if kind == "gru_reset_before":
+        torch.manual_seed(0)
+        fast = fastrnn.GRU(4, 6, num_layers=2, bidirectional=bidirectional, reset_after=False,
+                           device=device, dtype=torch.float64)
+    else:
+        _, fast = make_pair(kind, 4, 6, device, num_layers=2, bidirectional=bidirectional)
+    x = torch.randn(7, 4, 4, device=device, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([3, 7, 1, 5])
+    compare_with_reference(fast, x, random_state(fast, 4, device, torch.float64), lengths)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_float32_against_float64_reference(device, kind):
+    """float32 error is bounded by twice torch.nn's own float32 error plus a small atol."""
+    reference, fast = make_pair(kind, 16, 32, device, torch.float32, num_layers=2)
+    x = torch.randn(40, 8, 16, device=device)
+    exact = reference_rnn(fast.double(), x.double())[0]
+    fast.float()
+    torch_err = (reference(x)[0].double() - exact).abs().max().item()
+    fast_err = (fast(x)[0].double() - exact).abs().max().item()
+    assert fast_err <= 2 * torch_err + 1e-6, (fast_err, torch_err)
