@@ -74,4 +74,11 @@ inline void check_grad(const char* op, const char* name, const c10::optional<at:
               ": ", name, " must match the weights' dtype and device");
 }
 
+// The Elman RNN's activation: true for relu, false for tanh, an error for anything else.
+inline bool is_relu(c10::string_view nonlinearity) {
+  TORCH_CHECK(nonlinearity == "tanh" || nonlinearity == "relu",
+              "fastrnn: nonlinearity must be 'tanh' or 'relu', got '", nonlinearity, "'");
+  return nonlinearity == "relu";
+}
+
 }  // namespace fastrnn

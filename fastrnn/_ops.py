@@ -32,8 +32,14 @@ def has_kernel(device_type):
     return BACKENDS.get(device_type, False)
 
 
-def _empty(like):
-    return like.new_empty((0,))
+def _empty(like, dtype=None):
+    return like.new_empty((0,), dtype=dtype)
+
+
+def _acc_dtype(dtype):
+    """The kernels keep gates, the LSTM cell state and state gradients in float32 for
+    half and bfloat16 (float64 stays float64)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------- fake kernels
@@ -43,11 +49,14 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
     T, B, G = input_gates.shape
     H, P = G // 4, h0.shape[-1]
     new = input_gates.new_empty
+    acc = _acc_dtype(input_gates.dtype)
     if not training:
-        saved = [_empty(input_gates) for _ in range(4)]
+        saved = [_empty(input_gates), _empty(input_gates, acc), _empty(input_gates, acc),
+                 _empty(input_gates)]
     else:
         proj_in = new((T, B, H)) if w_hr is not None else _empty(input_gates)
-        saved = [new((T + 1, B, P)), new((T + 1, B, H)), new((T, B, G)), proj_in]
+        saved = [new((T + 1, B, P)), new((T + 1, B, H), dtype=acc), new((T, B, G), dtype=acc),
+                 proj_in]
     return (new((T, B, P)), new((B, P)), new((B, H)), *saved)
 
 
@@ -57,8 +66,8 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
     T, B, G = gates.shape
     P = hs.shape[-1]
     grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(gates)
-    return (gates.new_empty((T, B, G)), hs.new_empty((B, P)), cs.new_empty((B, G // 4)),
-            w_hh.new_empty(w_hh.shape), gates.new_empty((G,)), grad_w_hr)
+    return (hs.new_empty((T, B, G)), hs.new_empty((B, P)), hs.new_empty((B, G // 4)),
+            w_hh.new_empty(w_hh.shape), hs.new_empty((G,)), grad_w_hr)
 
 
 @torch.library.register_fake("fastrnn::gru_forward")
@@ -66,10 +75,11 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
     T, B, G = input_gates.shape
     H = G // 3
     new = input_gates.new_empty
+    acc = _acc_dtype(input_gates.dtype)
     if not training:
-        saved = [_empty(input_gates) for _ in range(3)]
+        saved = [_empty(input_gates), _empty(input_gates, acc), _empty(input_gates)]
     else:
-        saved = [new((T + 1, B, H)), new((T, B, G)), new((T, B, H))]
+        saved = [new((T + 1, B, H)), new((T, B, G), dtype=acc), new((T, B, H))]
     return (new((T, B, H)), new((B, H)), *saved)
 
 
@@ -77,8 +87,8 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
 def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, reverse,
                        reset_after):
     T, B, G = gates.shape
-    return (gates.new_empty((T, B, G)), hs.new_empty((B, G // 3)),
-            w_hh.new_empty(w_hh.shape), gates.new_empty((G,)))
+    return (hs.new_empty((T, B, G)), hs.new_empty((B, G // 3)),
+            w_hh.new_empty(w_hh.shape), hs.new_empty((G,)))
 
 
 @torch.library.register_fake("fastrnn::rnn_forward")

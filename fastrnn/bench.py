@@ -143,8 +143,23 @@ def run_case(case, device, dtype, repeats, warmup, modes):
     return results
 
 
-def default_cases(args):
-    cells = args.cells.split(",")
+def preset_cases(preset, cells):
+    """The grids: 'quick' (the default), 'device' (the GPU check against cuDNN)."""
+    if preset == "device":
+        cases = []
+        for cell in cells:
+            cases += [Case(cell, 256, 64, 128, 512, 1, True), Case(cell, 256, 64, 128, 512, 4, True),
+                      Case(cell, 256, 1, 128, 512), Case(cell, 256, 8, 128, 512)]
+        return cases
+    cases = [Case(cell, 256, 64, 128, 512) for cell in cells]
+    cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
+              for cell in cells if cell in ("lstm", "gru")]
+    return cases
+
+
+def select_cases(args):
+    cells = args.cells.split(",") if args.cells else (
+        ["lstm", "gru"] if args.preset == "device" else list(CELLS))
     for cell in cells:
         if cell not in CELLS:
             raise SystemExit(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
@@ -152,10 +167,7 @@ def default_cases(args):
         return [Case(cell, args.seq or 256, args.batch or 64, args.input or 128,
                      args.hidden or 512, args.layers or 1, args.bidirectional)
                 for cell in cells]
-    cases = [Case(cell, 256, 64, 128, 512) for cell in cells]
-    cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
-              for cell in cells if cell in ("lstm", "gru")]
-    return cases
+    return preset_cases(args.preset, cells)
 
 
 def format_table(results, title):
@@ -178,8 +190,9 @@ def machine_description(device):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cells", default="lstm,gru,gru_cho,rnn",
-                        help="comma-separated: " + ",".join(CELLS))
+    parser.add_argument("--cells", help="comma-separated, from: " + ",".join(CELLS))
+    parser.add_argument("--preset", default="quick", choices=["quick", "device"],
+                        help="the grid of cases when no size flag is given")
     parser.add_argument("--seq", type=int, help="sequence length T")
     parser.add_argument("--batch", type=int, help="batch size B")
     parser.add_argument("--input", type=int, help="input size I")
@@ -199,7 +212,7 @@ def main(argv=None):
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     results = []
-    for case in default_cases(args):
+    for case in select_cases(args):
         results += run_case(case, device, dtype, args.repeats, args.warmup,
                             args.modes.split(","))
         print(f"  done: {case.describe()}", flush=True)

@@ -126,9 +126,9 @@ class _FusedRNNMixin:
         lengths = sorted_indices = unsorted_indices = None
         if packed:
             batch_sizes = input.batch_sizes
-            x, lengths = torch._VF._pad_packed_sequence(
+            x, cpu_lengths = torch._VF._pad_packed_sequence(
                 data, batch_sizes, False, 0.0, int(batch_sizes.numel()))
-            lengths = lengths.to(device=data.device, dtype=torch.int64)
+            lengths = cpu_lengths.to(device=data.device, dtype=torch.int64)
             sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
             batch = int(batch_sizes[0])
         elif unbatched:
@@ -170,7 +170,7 @@ class _FusedRNNMixin:
             float(self.dropout), self.training, lengths, self.reset_after)
 
         if packed:
-            output = torch.nn.utils.rnn.pack_padded_sequence(output, lengths.cpu())
+            output = torch.nn.utils.rnn.pack_padded_sequence(output, cpu_lengths)
             output = PackedSequence(output.data, input.batch_sizes, sorted_indices,
                                     unsorted_indices)
             if unsorted_indices is not None:

@@ -12,9 +12,16 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and fastrnn.build_inf
                      else [])
 
 # Tolerances against torch.nn on the same device. float64 differs from torch only by the
-# order of summation; float32 by that, compounded over a few steps and layers.
-TOLERANCES = {torch.float64: dict(atol=1e-10, rtol=1e-8),
-              torch.float32: dict(atol=2e-5, rtol=1e-4)}
+# order of summation; float32 by that, compounded over a few steps and layers (on CUDA
+# also by --use_fast_math's exp/tanh and cuBLAS's choice of algorithm).
+TOLERANCES = {("cpu", torch.float64): dict(atol=1e-10, rtol=1e-8),
+              ("cpu", torch.float32): dict(atol=2e-5, rtol=1e-4),
+              ("cuda", torch.float64): dict(atol=1e-9, rtol=1e-7),
+              ("cuda", torch.float32): dict(atol=1e-4, rtol=1e-3)}
+
+# Compare like with like on the GPU: no TF32 in cuDNN's RNNs or in cuBLAS.
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
 
 # (constructor of the torch.nn layer, of the fastrnn layer, extra keyword arguments)
 KINDS = {
@@ -56,7 +63,8 @@ def flat_state(state):
 
 
 def assert_close(actual, expected, dtype, what):
-    torch.testing.assert_close(actual, expected, **TOLERANCES[dtype], msg=lambda m: f"{what}: {m}")
+    tolerance = TOLERANCES[(actual.device.type, dtype)]
+    torch.testing.assert_close(actual, expected, **tolerance, msg=lambda m: f"{what}: {m}")
 
 
 @pytest.fixture(params=DEVICES)

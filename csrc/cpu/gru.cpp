@@ -142,7 +142,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
                                output.data_ptr<scalar_t>());
   });
 
-  Tensor h_n = hs[training ? (reverse ? 0 : s.T) : s.T % 2].clone();
+  Tensor h_n = hs[final_state_slot(s.T, reverse, training)].clone();
   if (!training) {
     hs = at::empty({0}, opts);
     gates = at::empty({0}, opts);

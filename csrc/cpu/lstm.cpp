@@ -125,7 +125,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
                                 output.data_ptr<scalar_t>());
   });
 
-  const int64_t last = training ? (reverse ? 0 : T) : T % 2;
+  const int64_t last = final_state_slot(T, reverse, training);
   Tensor h_n = hs[last].clone();
   Tensor c_n = cs[last].clone();
   if (!training) {  // inference saves nothing for backward

@@ -14,12 +14,6 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
-bool is_relu(c10::string_view nonlinearity) {
-  TORCH_CHECK(nonlinearity == "tanh" || nonlinearity == "relu",
-              "fastrnn: nonlinearity must be 'tanh' or 'relu', got '", nonlinearity, "'");
-  return nonlinearity == "relu";
-}
-
 template <bool Relu, class scalar_t>
 void rnn_forward_loop(int64_t T, int64_t B, int64_t H, const scalar_t* x, const scalar_t* w,
                       const scalar_t* bias, const LengthMask& mask, bool reverse,
@@ -78,7 +72,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
     relu ? run(std::true_type{}) : run(std::false_type{});
   });
 
-  Tensor h_n = hs[training ? (reverse ? 0 : T) : T % 2].clone();
+  Tensor h_n = hs[final_state_slot(T, reverse, training)].clone();
   if (!training) hs = at::empty({0}, opts);
   return {output, h_n, hs};
 }

@@ -1,6 +1,6 @@
 // Building blocks shared by the CPU sequence loops (lstm.cpp, gru.cpp, rnn.cpp):
-// a row-major GEMM on raw pointers, the state history, the length mask and the parallel
-// point-wise driver. Nothing here allocates; the loops allocate every buffer before step 0.
+// a row-major GEMM on raw pointers and the parallel point-wise driver (the state history
+// and length mask are in ../sequence_common.h, shared with CUDA). Nothing here allocates; the loops allocate every buffer before step 0.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../sequence_common.h"
 #include "simd.h"
 
 // The Fortran BLAS that torch links (MKL in the x86 wheels) exports sgemm_/dgemm_; ATen's
@@ -78,49 +79,8 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   }
 }
 
-// One buffer per time step in forward order of processing. With the whole history kept
-// (training), slot t + prev_offset holds the state entering time step t, so the weight
-// gradient after the loop reads one contiguous [T, B, width] slice whatever the direction.
-// Without it (inference), two slots alternate.
-template <class scalar_t>
-struct StateHistory {
-  scalar_t* base;
-  int64_t stride;  // B * width
-  int64_t steps;   // T
-  bool reverse;
-  bool keep_all;
-
-  int64_t prev_slot(int64_t step, int64_t t) const {
-    return keep_all ? t + (reverse ? 1 : 0) : step % 2;
-  }
-  int64_t next_slot(int64_t step, int64_t t) const {
-    return keep_all ? t + (reverse ? 0 : 1) : (step + 1) % 2;
-  }
-  scalar_t* prev(int64_t step, int64_t t) const { return base + stride * prev_slot(step, t); }
-  scalar_t* next(int64_t step, int64_t t) const { return base + stride * next_slot(step, t); }
-  scalar_t* initial() const { return base + stride * (keep_all && reverse ? steps : 0); }
-  scalar_t* final() const {
-    return base + stride * (keep_all ? (reverse ? 0 : steps) : steps % 2);
-  }
-};
-
-// A sequence b takes part in time step t while t < lengths[b]; after its end it keeps its
-// state and writes zeros, so forward and reverse both see exactly its own steps.
-struct LengthMask {
-  const int64_t* lengths;  // null: every sequence is T long
-  bool active(int64_t b, int64_t t) const { return lengths == nullptr || t < lengths[b]; }
-};
-
 inline LengthMask length_mask(const c10::optional<at::Tensor>& lengths) {
   return LengthMask{lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr};
-}
-
-// Time index of the step-th step of a direction's forward pass; backward walks it backwards.
-inline int64_t forward_time(int64_t step, int64_t T, bool reverse) {
-  return reverse ? T - 1 - step : step;
-}
-inline int64_t backward_time(int64_t step, int64_t T, bool reverse) {
-  return reverse ? step : T - 1 - step;
 }
 
 // Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H, in parallel

@@ -1,0 +1,129 @@
+// LSTM point-wise kernels: the formulas are cells/lstm.h, evaluated in the accumulation type.
+#include "../cells/lstm.h"
+#include "kernel_utils.cuh"
+
+namespace fastrnn {
+namespace cuda {
+namespace {
+
+template <class T, class A>
+__global__ void lstm_forward_kernel(LstmForwardStep<T, A> a) {
+  int64_t b, j;
+  const int64_t H = a.step.H, G = 4 * H;
+  if (!element(a.step.B, H, b, j)) return;
+  const int64_t e = b * H + j;
+  if (!LengthMask{a.step.lengths}.active(b, a.step.t)) {  // keep the state, write zeros
+    a.c_next[e] = a.c_prev[e];
+    if (a.proj_in != nullptr) {
+      a.proj_in[e] = zero<T>();
+    } else {
+      a.h_next[e] = a.h_prev[e];
+      a.out[e] = zero<T>();
+    }
+    return;
+  }
+  A* g = a.gates + b * G;
+  const T* x = a.x + b * G;
+  auto pre = [&](int gate) {
+    const int64_t k = gate * H + j;
+    return g[k] + A(load(x, k)) + load_or_zero<T, A>(a.bias, k);
+  };
+  A i, f, gg, o, c, h;
+  cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), a.c_prev[e], i, f, gg, o, c, h);
+  g[j] = i;
+  g[H + j] = f;
+  g[2 * H + j] = gg;
+  g[3 * H + j] = o;
+  a.c_next[e] = c;
+  if (a.proj_in != nullptr) {
+    a.proj_in[e] = from_acc<T>(h);
+  } else {
+    a.h_next[e] = from_acc<T>(h);
+    a.out[e] = from_acc<T>(h);
+  }
+}
+
+template <class T>
+__global__ void mask_projected_kernel(StepInfo step, int64_t P, const T* h_prev, T* h_next,
+                                      T* out) {
+  int64_t b, j;
+  if (!element(step.B, P, b, j)) return;
+  const int64_t e = b * P + j;
+  if (LengthMask{step.lengths}.active(b, step.t)) {
+    out[e] = h_next[e];
+  } else {
+    h_next[e] = h_prev[e];
+    out[e] = zero<T>();
+  }
+}
+
+template <class T, class A>
+__global__ void lstm_backward_kernel(LstmBackwardStep<T, A> a) {
+  int64_t b, j;
+  const int64_t H = a.step.H, G = 4 * H;
+  if (!element(a.step.B, H, b, j)) return;
+  const int64_t e = b * H + j;
+  T* dg = a.dgates + b * G;
+  if (!LengthMask{a.step.lengths}.active(b, a.step.t)) {  // the gradient passes through
+    for (int gate = 0; gate < 4; ++gate) dg[gate * H + j] = zero<T>();
+    return;
+  }
+  const A* g = a.gates + b * G;
+  A da_i, da_f, da_g, da_o, dc_prev;
+  cells::lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], a.c_prev[e], a.c_next[e],
+                       a.dh_cell[e], a.dc[e], da_i, da_f, da_g, da_o, dc_prev);
+  dg[j] = from_acc<T>(da_i);
+  dg[H + j] = from_acc<T>(da_f);
+  dg[2 * H + j] = from_acc<T>(da_g);
+  dg[3 * H + j] = from_acc<T>(da_o);
+  a.dc[e] = dc_prev;
+  if (a.zero_dh) a.dh[e] = A(0);
+}
+
+template <class T, class A>
+__global__ void split_projection_grad_kernel(StepInfo step, int64_t P, A* dh, T* dproj) {
+  int64_t b, j;
+  if (!element(step.B, P, b, j)) return;
+  const int64_t e = b * P + j;
+  if (LengthMask{step.lengths}.active(b, step.t)) {
+    dproj[e] = from_acc<T>(dh[e]);
+    dh[e] = A(0);
+  } else {
+    dproj[e] = zero<T>();
+  }
+}
+
+}  // namespace
+
+template <class T, class A>
+void lstm_forward_step(const LstmForwardStep<T, A>& a, cudaStream_t stream) {
+  lstm_forward_kernel<T, A><<<blocks_for(a.step.B * a.step.H), kThreads, 0, stream>>>(a);
+}
+
+template <class T>
+void mask_projected_state(StepInfo step, int64_t P, const T* h_prev, T* h_next, T* out,
+                          cudaStream_t stream) {
+  mask_projected_kernel<T><<<blocks_for(step.B * P), kThreads, 0, stream>>>(step, P, h_prev,
+                                                                            h_next, out);
+}
+
+template <class T, class A>
+void lstm_backward_step(const LstmBackwardStep<T, A>& a, cudaStream_t stream) {
+  lstm_backward_kernel<T, A><<<blocks_for(a.step.B * a.step.H), kThreads, 0, stream>>>(a);
+}
+
+template <class T, class A>
+void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream_t stream) {
+  split_projection_grad_kernel<T, A><<<blocks_for(step.B * P), kThreads, 0, stream>>>(
+      step, P, dh, dproj);
+}
+
+#define FASTRNN_INSTANTIATE_LSTM(T, A)                                                    \
+  template void lstm_forward_step<T, A>(const LstmForwardStep<T, A>&, cudaStream_t);     \
+  template void mask_projected_state<T>(StepInfo, int64_t, const T*, T*, T*, cudaStream_t); \
+  template void lstm_backward_step<T, A>(const LstmBackwardStep<T, A>&, cudaStream_t);   \
+  template void split_projection_grad<T, A>(StepInfo, int64_t, A*, T*, cudaStream_t);
+FASTRNN_FOR_EACH_TYPE_PAIR(FASTRNN_INSTANTIATE_LSTM)
+
+}  // namespace cuda
+}  // namespace fastrnn

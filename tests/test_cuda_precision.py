@@ -1,0 +1,58 @@
+"""float16 and bfloat16 on CUDA: fastrnn's error against the float64 reference is bounded by
+twice cuDNN's own error at that precision plus a small atol (the flash-attention habit)."""
+import pytest
+import torch
+
+import fastrnn
+from conftest import KINDS, make_pair
+from reference import reference_rnn
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fastrnn.build_info()["cuda"]),
+    reason="needs a GPU and fastrnn's CUDA kernels")
+
+ATOL = {torch.float16: 2e-3, torch.bfloat16: 2e-2}
+
+
+def output_and_input_grad(module, x):
+    x = x.detach().requires_grad_()
+    out, _ = module(x)
+    torch.manual_seed(7)
+    grad = torch.randn_like(out)
+    (dx,) = torch.autograd.grad(out, x, grad)
+    return out.double(), dx.double()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_low_precision_within_twice_cudnn_error(kind, dtype):
+    reference, fast = make_pair(kind, 16, 32, "cuda", torch.float64, num_layers=2,
+                                bidirectional=True)
+    x = torch.randn(20, 4, 16, device="cuda", dtype=torch.float64)
+    exact_out, exact_dx = output_and_input_grad(fast, x)
+    cudnn_out, cudnn_dx = output_and_input_grad(reference.to(dtype), x.to(dtype))
+    fast_out, fast_dx = output_and_input_grad(fast.to(dtype), x.to(dtype))
+    for name, got, base, exact in (("output", fast_out, cudnn_out, exact_out),
+                                   ("input gradient", fast_dx, cudnn_dx, exact_dx)):
+        fast_err = (got - exact).abs().max().item()
+        cudnn_err = (base - exact).abs().max().item()
+        assert fast_err <= 2 * cudnn_err + ATOL[dtype], (name, fast_err, cudnn_err)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_reset_before_gru(dtype):
+    torch.manual_seed(0)
+    gru = fastrnn.GRU(16, 32, num_layers=2, reset_after=False, device="cuda",
+                      dtype=torch.float64)
+    x = torch.randn(20, 4, 16, device="cuda", dtype=torch.float64)
+    exact = reference_rnn(gru, x)[0]
+    got = gru.to(dtype)(x.to(dtype))[0].double()
+    assert (got - exact).abs().max().item() <= 10 * ATOL[dtype]
+
+
+def test_gradcheck_whole_layer_float64():
+    torch.manual_seed(0)
+    lstm = fastrnn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, device="cuda",
+                        dtype=torch.float64)
+    x = torch.randn(5, 2, 3, device="cuda", dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: lstm(inp)[0], (x,))
