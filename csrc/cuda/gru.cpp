@@ -94,7 +94,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
 
   Tensor grad_gates = at::empty({T, B, G}, opts);
   Tensor grad_recurrent = reset_after ? at::empty({T, B, G}, opts) : grad_gates;
-  Tensor dh_state = grad_h_n ? grad_h_n->to(acc_opts.dtype(), false, true) : at::zeros({B, H}, acc_opts);
+  Tensor dh_state = state_grad(grad_h_n, {B, H}, acc_opts);
   Tensor dz = reset_after ? at::empty({0}, acc_opts) : at::empty({B, H}, acc_opts);
   Tensor d_reset_h = reset_after ? at::empty({0}, acc_opts) : at::empty({B, H}, acc_opts);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();

@@ -88,5 +88,14 @@ inline c10::optional<at::Tensor> contiguous_or_none(const c10::optional<at::Tens
   return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
 }
 
+// The gradient reaching a final state, as a fresh contiguous buffer in the accumulation
+// type (the backward loop accumulates into it); zeros when autograd passed none.
+inline at::Tensor state_grad(const c10::optional<at::Tensor>& grad, at::IntArrayRef shape,
+                             const at::TensorOptions& acc_options) {
+  if (!grad.has_value()) return at::zeros(shape, acc_options);
+  return grad->to(acc_options.dtype().toScalarType(), /*non_blocking=*/false, /*copy=*/true,
+                  at::MemoryFormat::Contiguous);
+}
+
 }  // namespace cuda
 }  // namespace fastrnn

@@ -108,8 +108,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const auto acc_opts = gates.options();
 
   Tensor grad_gates = at::empty({T, B, G}, opts);
-  Tensor dh_state = grad_h_n ? grad_h_n->to(acc_opts.dtype(), false, true) : at::zeros({B, P}, acc_opts);
-  Tensor dc_state = grad_c_n ? grad_c_n->to(acc_opts.dtype(), false, true) : at::zeros({B, H}, acc_opts);
+  Tensor dh_state = state_grad(grad_h_n, {B, P}, acc_opts);
+  Tensor dc_state = state_grad(grad_c_n, {B, H}, acc_opts);
   Tensor grad_proj_out = has_proj ? at::empty({T, B, P}, opts) : at::empty({0}, opts);
   Tensor grad_proj_in = has_proj ? at::empty({B, H}, acc_opts) : at::empty({0}, acc_opts);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();

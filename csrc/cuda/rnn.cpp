@@ -72,7 +72,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
   const auto opts = hs.options();
   const auto acc_opts = opts.dtype(acc_dtype(hs.scalar_type()));
   Tensor grad_gates = at::empty({T, B, H}, opts);
-  Tensor dh_state = grad_h_n ? grad_h_n->to(acc_opts.dtype(), false, true) : at::zeros({B, H}, acc_opts);
+  Tensor dh_state = state_grad(grad_h_n, {B, H}, acc_opts);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hs.scalar_type(),
