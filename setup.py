@@ -46,15 +46,35 @@ def cpu_supports(*flags):
     return all(flag in present for flag in flags)
 
 
+SIMD_FLAGS = {
+    # ATen's Vectorized<float> picks its width from CPU_CAPABILITY_*; tanh/exp then map to
+    # SLEEF's routines of that width, which libtorch exports.
+    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
+               "-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512"],
+    "avx2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
+    "off": [],
+}
+
+
+def simd_level():
+    """The kernels compile on the machine that runs them, so they use its SIMD width.
+    FASTRNN_SIMD=avx512|avx2|off overrides (for a build that must run elsewhere)."""
+    wanted = os.environ.get("FASTRNN_SIMD", "auto")
+    if wanted != "auto":
+        if wanted not in SIMD_FLAGS:
+            raise SystemExit(f"FASTRNN_SIMD must be auto, {', '.join(SIMD_FLAGS)}; got {wanted}")
+        return wanted
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return "off"
+    if cpu_supports("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"):
+        return "avx512"
+    return "avx2" if cpu_supports("avx2", "fma") else "off"
+
+
 def cxx_flags():
-    flags = ["-O3", "-Wno-unknown-pragmas", "-Wno-psabi"]  # torch picks the C++ standard
-    # The kernels compile on the machine that runs them, so use its SIMD width: ATen's
-    # Vectorized<float> then maps tanh/exp to SLEEF's AVX2 routines (exported by libtorch).
-    want_simd = os.environ.get("FASTRNN_SIMD", "auto")
-    if platform.machine() in ("x86_64", "AMD64") and want_simd != "off":
-        if want_simd == "avx2" or (want_simd == "auto" and cpu_supports("avx2", "fma")):
-            flags += ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"]
-    return flags
+    # torch picks the C++ standard; -fopenmp makes at::parallel_for run in parallel (it is a
+    # header-only OpenMP loop) on the libgomp torch itself loads.
+    return ["-O3", "-fopenmp", "-Wno-unknown-pragmas", "-Wno-psabi"] + SIMD_FLAGS[simd_level()]
 
 
 def want_cuda():
@@ -122,6 +142,7 @@ def extension():
         name="fastrnn._C",
         sources=sources,
         extra_compile_args={"cxx": cxx_flags()},
+        extra_link_args=["-fopenmp"],
         include_dirs=[os.path.join(ROOT, "csrc")],
     )
     if not (cuda_sources and want_cuda()):
@@ -138,7 +159,7 @@ def extension():
     kwargs["include_dirs"] += include_dirs
     kwargs["library_dirs"] = library_dirs
     kwargs["libraries"] = ["cublas"]
-    kwargs["extra_link_args"] = [f"-Wl,-rpath,{d}" for d in rpaths]
+    kwargs["extra_link_args"] += [f"-Wl,-rpath,{d}" for d in rpaths]
     kwargs["extra_compile_args"]["nvcc"] = ["-O3", "--use_fast_math"]
     return cpp_extension.CUDAExtension(**kwargs)
 

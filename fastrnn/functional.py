@@ -21,10 +21,16 @@ class LayerWeights(NamedTuple):
     w_hr: Optional[torch.Tensor]  # [P, H] (LSTM projection) or None
 
 
-def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
-              reset_after=True):
-    """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
-    input_gates = F.linear(x, weights.w_ih, weights.b_ih)
+# Inference runs a layer over chunks of time steps, so that the input projection of a chunk
+# stays under this many bytes: a buffer that size is reused by the allocator, while one of
+# T * B * 4H floats is fresh memory each call and its page faults cost as much as a third
+# of the input GEMM (measured: 87 ms vs 56 ms for T=256, B=64, 4H=2048 on 2 cores).
+INFERENCE_CHUNK_BYTES = 8 << 20
+
+
+def _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse, save_for_backward,
+              reset_after):
+    """One operator call: (output, h_n, c_n or None)."""
     if mode == "LSTM":
         out, h_n, c_n = ops.lstm_forward(input_gates, h0, c0, weights.w_hh, weights.b_hh,
                                          weights.w_hr, lengths, reverse,
@@ -38,6 +44,30 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
     out, h_n = ops.rnn_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths, reverse,
                                nonlinearity, save_for_backward)[:2]
     return out, h_n, None
+
+
+def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
+              reset_after=True):
+    """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
+    T, B = x.shape[0], x.shape[1]
+    gate_width = weights.w_ih.shape[0]
+    chunk = max(1, INFERENCE_CHUNK_BYTES // max(1, B * gate_width * x.element_size()))
+    if save_for_backward or chunk >= T or torch.compiler.is_compiling():
+        input_gates = F.linear(x, weights.w_ih, weights.b_ih)
+        return _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse,
+                         save_for_backward, reset_after)
+    out_size = h0.shape[-1]
+    output = x.new_empty((T, B, out_size))
+    starts = list(range(0, T, chunk))
+    for t0 in (reversed(starts) if reverse else starts):
+        t1 = min(T, t0 + chunk)
+        input_gates = F.linear(x[t0:t1], weights.w_ih, weights.b_ih)
+        # lengths relative to the chunk: a sequence ending inside it runs its first steps
+        chunk_lengths = None if lengths is None else (lengths - t0).clamp(0, t1 - t0)
+        out, h0, c0 = _layer_op(mode, input_gates, h0, c0, weights, chunk_lengths, reverse,
+                                False, reset_after)
+        output[t0:t1] = out
+    return output, h0, c0
 
 
 def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[torch.Tensor],

@@ -179,3 +179,24 @@ def test_inference_saves_nothing():
                                                fast.weight_hh_l0, fast.bias_hh_l0, None, None,
                                                False, False)
     assert all(t.numel() == 0 for t in result[3:])
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("packed", [False, True])
+def test_chunked_inference_matches_torch(device, kind, packed, monkeypatch):
+    """Without grad, layers run over chunks of time steps; force chunks of a few steps."""
+    import fastrnn.functional
+    monkeypatch.setattr(fastrnn.functional, "INFERENCE_CHUNK_BYTES", 64)
+    reference, fast = make_pair(kind, 4, 6, device, num_layers=2, bidirectional=True)
+    x = torch.randn(11, 3, 4, device=device, dtype=torch.float64)
+    if packed:
+        x = pack_padded_sequence(x, torch.tensor([4, 11, 7]), enforce_sorted=False)
+    state = random_state(reference, 3, device, torch.float64)
+    with torch.no_grad():
+        out, final = fast(x, state)
+        ref_out, ref_final = reference(x, state)
+    out = out.data if packed else out
+    ref_out = ref_out.data if packed else ref_out
+    assert_close(out, ref_out, torch.float64, "output")
+    for a, e in zip(flat_state(final), flat_state(ref_final)):
+        assert_close(a, e, torch.float64, "final state")
