@@ -1,12 +1,15 @@
 """fastrnn's benchmark: fastrnn layers against torch.nn, measured in the same run.
 
-    python -m fastrnn.bench                       # the quick default grid
+    python -m fastrnn.bench                       # the quick default grid (fastrnn-bench too)
+    python -m fastrnn.bench --preset seed         # the handout's three models' layer stacks
     python -m fastrnn.bench --cells lstm --seq 512 --batch 64 --input 128 --hidden 512
-    python -m fastrnn.bench --json results.json
+    python -m fastrnn.bench --json results.json --png results.png
+    python -m fastrnn.bench --device cuda --preset device   # against cuDNN, CUDA events
 
 Each case times torch.nn and fastrnn alternately (interleaved, so drifts in machine load
-hit both), after warm-up, and reports the median of the repeats and the speed-up
-torch.nn time / fastrnn time (above 1: fastrnn is faster).
+hit both), after warm-up, and reports the median of the repeats, the speed-up
+torch.nn time / fastrnn time (above 1: fastrnn is faster) and the peak memory of one run
+(on the CPU the rise of the process's peak resident set, on CUDA the allocator's peak).
 """
 import argparse
 import json
@@ -55,6 +58,8 @@ class Result:
     mode: str  # "forward", "forward+backward" or "generate"
     torch_ms: float
     fastrnn_ms: float
+    torch_peak_mb: float = float("nan")
+    fastrnn_peak_mb: float = float("nan")
     speedup: float = field(init=False)
 
     def __post_init__(self):
@@ -92,6 +97,33 @@ def timer(device):
             fn()
             return (time.perf_counter() - begin) * 1e3
     return run
+
+
+def _status_kb(field_name):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def peak_memory_mb(fn, device):
+    """Peak memory that one call of fn adds, in MB (NaN where it cannot be measured)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    try:  # Linux: writing 5 to clear_refs resets the peak resident set (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kb("VmRSS")
+        fn()
+        return (_status_kb("VmHWM") - before) / 1024
+    except (OSError, TypeError):
+        return float("nan")
 
 
 def workloads(case, module, device, dtype):
@@ -139,21 +171,43 @@ def run_case(case, device, dtype, repeats, warmup, modes):
                 times.append(measure(fn))
         scale = 1.0 / case.seq if case.generation else 1.0  # per generated step
         results.append(Result(case, mode, statistics.median(ref_times) * scale,
-                              statistics.median(fast_times) * scale))
+                              statistics.median(fast_times) * scale,
+                              peak_memory_mb(ref_work[mode], device),
+                              peak_memory_mb(fast_work[mode], device)))
     return results
 
 
+PRESETS = ("quick", "seed", "long", "device")
+
+
 def preset_cases(preset, cells):
-    """The grids: 'quick' (the default), 'device' (the GPU check against cuDNN)."""
+    """The grids of cases:
+    quick   T=256 B=64 I=128 H=512 for each cell, and a generation step (B=1, T=1, 3 layers)
+    seed    the handout's stacks: its classifier (4-layer bidirectional GRU, I=E_DIM=128),
+            character model (3 layers) and sorter (4 layers, T=32), at T=256, B=64, H=512
+    long    long sequences: T=2048, B=16, I=128, H=256
+    device  the GPU check against cuDNN: 1 and 4 bidirectional layers at B=64, and B=1, 8
+    """
+    cases = []
     if preset == "device":
-        cases = []
         for cell in cells:
             cases += [Case(cell, 256, 64, 128, 512, 1, True), Case(cell, 256, 64, 128, 512, 4, True),
                       Case(cell, 256, 1, 128, 512), Case(cell, 256, 8, 128, 512)]
-        return cases
-    cases = [Case(cell, 256, 64, 128, 512) for cell in cells]
-    cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
-              for cell in cells if cell in ("lstm", "gru")]
+    elif preset == "seed":
+        cases += [Case("gru", 256, 64, 128, 512, 4, True, label="classifier"),
+                  Case("gru_cho", 256, 64, 128, 512, 4, True, label="classifier (Cho GRU)"),
+                  Case("lstm", 256, 64, 128, 512, 3, label="char model"),
+                  Case("gru", 256, 64, 128, 512, 3, label="char model"),
+                  Case("gru", 32, 64, 128, 512, 4, label="sorter encoder"),
+                  Case("lstm", 64, 1, 128, 512, 3, generation=True, label="char generation"),
+                  Case("gru", 64, 1, 128, 512, 3, generation=True, label="char generation")]
+        cases = [c for c in cases if c.cell in cells]
+    elif preset == "long":
+        cases += [Case(cell, 2048, 16, 128, 256) for cell in cells]
+    else:
+        cases += [Case(cell, 256, 64, 128, 512) for cell in cells]
+        cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
+                  for cell in cells if cell in ("lstm", "gru")]
     return cases
 
 
@@ -171,13 +225,38 @@ def select_cases(args):
 
 
 def format_table(results, title):
-    header = f"{'case':<44} {'mode':<17} {'torch.nn ms':>12} {'fastrnn ms':>11} {'speed-up':>9}"
-    lines = [title, header, "-" * len(header)]
+    header = (f"| {'case':<46} | {'mode':<16} | {'torch.nn ms':>12} | {'fastrnn ms':>12} | "
+              f"{'speed-up':>8} | {'peak MB torch / fastrnn':>23} |")
+    lines = [title, "", header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
     for r in results:
         unit = "/step" if r.mode == "generate" else ""
-        lines.append(f"{r.case.describe():<44} {r.mode:<17} {r.torch_ms:>10.3f}{unit:<2} "
-                     f"{r.fastrnn_ms:>9.3f}{unit:<2} {r.speedup:>8.2f}x")
+        name = r.case.describe() + (f" ({r.case.label})" if r.case.label else "")
+        lines.append(f"| {name:<46} | {r.mode:<16} | {r.torch_ms:>7.3f}{unit:<5} | "
+                     f"{r.fastrnn_ms:>7.3f}{unit:<5} | {r.speedup:>7.2f}x | "
+                     f"{r.torch_peak_mb:>10.1f} / {r.fastrnn_peak_mb:<10.1f} |")
     return "\n".join(lines)
+
+
+def draw_chart(results, title, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.case.describe()}\n{r.mode}" for r in results]
+    speedups = [r.speedup for r in results]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(results) + 1.5))
+    colors = ["tab:green" if s >= 1 else "tab:red" for s in speedups]
+    ax.barh(range(len(results)), speedups, color=colors)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(results)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("speed-up: torch.nn time / fastrnn time (right of 1: fastrnn faster)")
+    ax.set_title(title, fontsize=8)
+    for i, s in enumerate(speedups):
+        ax.text(s, i, f" {s:.2f}x", va="center", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def machine_description(device):
@@ -188,11 +267,18 @@ def machine_description(device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m fastrnn.bench", description=__doc__,
+    """The command line (also the fastrnn-bench entry point)."""
+    run(argv)
+
+
+def run(argv=None):
+    """Parses the flags, runs the grid, prints and saves the results, returns them."""
+    parser = argparse.ArgumentParser(prog="python -m fastrnn.bench",
+                                     description=__doc__ + "\n" + preset_cases.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", help="comma-separated, from: " + ",".join(CELLS))
-    parser.add_argument("--preset", default="quick", choices=["quick", "device"],
-                        help="the grid of cases when no size flag is given")
+    parser.add_argument("--preset", default="quick", choices=PRESETS,
+                        help="the grid of cases when no size flag is given (see below)")
     parser.add_argument("--seq", type=int, help="sequence length T")
     parser.add_argument("--batch", type=int, help="batch size B")
     parser.add_argument("--input", type=int, help="input size I")
@@ -206,6 +292,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
+    parser.add_argument("--png", help="also draw the speed-ups as a chart in this PNG file")
     args = parser.parse_args(argv)
 
     device = torch.device(args.device)
@@ -219,11 +306,15 @@ def main(argv=None):
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
              f"{machine_description(device)}, {args.dtype}, median of {args.repeats}")
     print(format_table(results, title))
+    if args.png:
+        draw_chart(results, title, args.png)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"title": title, "results": [
                 {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
-                 "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup} for r in results]}, f,
+                 "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
+                 "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
+                for r in results]}, f,
                 indent=2)
     return results
 

@@ -1,0 +1,186 @@
+"""The three example models: shapes, short trainings that beat chance, resuming, two
+processes (gloo) against one, and clear errors on bad data."""
+import io
+import os
+import zipfile
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from fastrnn import train as train_cli
+from fastrnn.data import DataError, encode_text, load_labelled_csv
+from fastrnn.data import vader
+from fastrnn.models import CharLanguageModel, SentimentClassifier, Sorter
+
+
+def test_shapes():
+    codes = torch.randint(0, 128, (3, 9))
+    lengths = torch.tensor([9, 4, 1])
+    assert SentimentClassifier(4, hidden_size=8, num_layers=2)(codes, lengths).shape == (3, 4)
+    logits, (h, c) = CharLanguageModel("lstm", 8, 3)(codes)
+    assert logits.shape == (3, 9, 128) and h.shape == (3, 3, 8) and c.shape == (3, 3, 8)
+    assert Sorter(32, 8, 2)(torch.randint(1, 33, (5, 32))).shape == (5, 32, 33)
+
+
+@pytest.mark.parametrize("model_cls,args", [
+    (SentimentClassifier, (lambda m: (torch.randint(0, 128, (2, 7)), torch.tensor([7, 3])))),
+    (CharLanguageModel, (lambda m: (torch.randint(0, 128, (2, 7)),))),
+    (Sorter, (lambda m: (torch.randint(1, 33, (2, 32)),))),
+])
+def test_torch_layers_switch_gives_the_same_network(model_cls, args):
+    kwargs = {SentimentClassifier: dict(num_classes=3, hidden_size=8, num_layers=2),
+              CharLanguageModel: dict(hidden_size=8, num_layers=2),
+              Sorter: dict(hidden_size=8, num_layers=2)}[model_cls]
+    torch.manual_seed(0)
+    fast = model_cls(**kwargs).double()
+    reference = model_cls(use_torch=True, **kwargs).double()
+    reference.load_state_dict(fast.state_dict())
+    inputs = args(fast)
+    out_fast = fast(*inputs)
+    out_ref = reference(*inputs)
+    out_fast = out_fast[0] if isinstance(out_fast, tuple) else out_fast
+    out_ref = out_ref[0] if isinstance(out_ref, tuple) else out_ref
+    torch.testing.assert_close(out_fast, out_ref)
+
+
+def write_sentiment_csv(path, n=400):
+    """Tiny labelled texts whose class shows in their words."""
+    words = {"positive": ["good", "great", "lovely"], "negative": ["bad", "awful", "sad"]}
+    g = torch.Generator().manual_seed(0)
+    with open(path, "w") as f:
+        f.write("text,label\n")
+        for i in range(n):
+            label = ["positive", "negative"][i % 2]
+            word = words[label][int(torch.randint(3, (1,), generator=g))]
+            f.write(f"the film was {word} today,{label}\n")
+
+
+def test_classifier_beats_chance(tmp_path):
+    csv = tmp_path / "sentiment.csv"
+    write_sentiment_csv(csv)
+    metrics = train_cli.main(["classify", "--data", str(csv), "--hidden", "16", "--layers",
+                              "1", "--steps", "60", "--batch", "16", "--lr", "1e-2",
+                              "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert metrics["accuracy"] >= 0.9  # chance: 0.5
+    assert (tmp_path / "run" / "confusion.png").exists()
+
+
+def test_charlm_beats_chance_and_generates(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("abcabcabd " * 400)
+    metrics = train_cli.main(["charlm", "--text", str(text), "--hidden", "32", "--layers", "1",
+                              "--steps", "80", "--batch", "8", "--seq", "32", "--lr", "1e-2",
+                              "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert metrics["bits_per_char"] < 1.5  # uniform over 5 symbols: 2.3 bits; over 128: 7
+    capsys.readouterr()
+    sample = train_cli.main(["generate", str(tmp_path / "run" / "checkpoint.pt"), "--length",
+                             "40", "--device", "cpu"])
+    assert len(sample) == 40 and set(sample) <= set("abcd \n")
+
+
+def test_sorter_beats_chance(tmp_path):
+    metrics = train_cli.main(["sort", "--length", "8", "--values", "8", "--hidden", "48",
+                              "--layers", "1", "--steps", "150", "--batch", "64", "--lr",
+                              "1e-2", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert metrics["per_element"] > 0.5  # chance: 1/8
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    common = ["sort", "--length", "6", "--values", "6", "--hidden", "16", "--layers", "1",
+              "--batch", "16", "--device", "cpu", "--save-every", "5"]
+    train_cli.main(common + ["--steps", "10", "--out", str(tmp_path / "straight")])
+    train_cli.main(common + ["--steps", "5", "--out", str(tmp_path / "split")])
+    train_cli.main(common + ["--steps", "10", "--out", str(tmp_path / "split"), "--resume"])
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert split["step"] == straight["step"] == 10
+    for name, value in straight["model"].items():
+        torch.testing.assert_close(split["model"][name], value, rtol=0, atol=0)
+
+
+def _ddp_worker(rank, world, init_file, result_file):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    torch.manual_seed(0)
+    model = DistributedDataParallel(Sorter(6, 16, 1))
+    inputs = torch.Generator().manual_seed(5)
+    numbers = torch.randint(1, 7, (8, 6), generator=inputs)
+    targets = numbers.sort(dim=1).values
+    mine = slice(rank * 4, rank * 4 + 4)
+    logits = model(numbers[mine])
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 7), targets[mine].reshape(-1))
+    loss.backward()
+    if rank == 0:
+        torch.save([p.grad for p in model.module.parameters()], result_file)
+    dist.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    result = tmp_path / "grads.pt"
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2)
+    torch.manual_seed(0)
+    model = Sorter(6, 16, 1)
+    numbers = torch.randint(1, 7, (8, 6), generator=torch.Generator().manual_seed(5))
+    logits = model(numbers)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 7),
+                                             numbers.sort(dim=1).values.reshape(-1))
+    loss.backward()
+    for a, b in zip(torch.load(result, weights_only=True), model.parameters()):
+        torch.testing.assert_close(a, b.grad, rtol=1e-5, atol=1e-6)
+
+
+# ---- bad data
+
+def test_empty_text():
+    with pytest.raises(DataError, match="empty text"):
+        encode_text("", "row 3")
+
+
+def test_non_ascii(tmp_path):
+    with pytest.raises(DataError, match=r"non-ASCII character 'é' at position 2"):
+        encode_text("caf\u00e9"[:2] + "\u00e9", "row 1")
+    assert encode_text("caf\u00e9", non_ascii="replace") == [ord(c) for c in "cafe"]
+
+
+def test_unknown_label(tmp_path):
+    csv = tmp_path / "data.csv"
+    csv.write_text("text,label\nfine day,positive\nodd day,irrelevant\n")
+    with pytest.raises(DataError, match=r"data.csv:3: unknown label 'irrelevant'"):
+        load_labelled_csv(str(csv), classes=["negative", "positive"])
+
+
+def test_missing_file_and_columns(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_labelled_csv(str(tmp_path / "absent.csv"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("sentence,score\nhello,1\n")
+    with pytest.raises(DataError, match="expected a header with columns 'text' and 'label'"):
+        load_labelled_csv(str(bad))
+
+
+def test_cli_reports_bad_data_cleanly(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main(["classify", "--data", str(tmp_path / "absent.csv"), "--steps", "1"])
+    assert exit_info.value.code == 2
+    assert "absent.csv: no such file" in capsys.readouterr().err
+
+
+def test_vader_reading_from_the_wheel(tmp_path, monkeypatch):
+    """The wheel's four ground-truth files become labelled texts; the SHA-256 is checked."""
+    wheel = tmp_path / vader.WHEEL
+    with zipfile.ZipFile(wheel, "w") as z:
+        for name in vader.SETS:
+            z.writestr(f"{vader.FOLDER}{name}_GroundTruth.txt",
+                       "id\tsentiment\ttext\r\n1\t2.5\tlovely day\r\n2\t-1.2\tawful\r\n"
+                       "3\t0.1\tit is tuesday\r\n")
+    monkeypatch.setenv("FASTRNN_DATA", str(tmp_path))
+    with pytest.raises(DataError, match="SHA-256"):
+        vader.load_vader()
+    import hashlib
+    monkeypatch.setattr(vader, "WHEEL_SHA256", hashlib.sha256(wheel.read_bytes()).hexdigest())
+    texts, labels, classes, sources = vader.load_vader()
+    assert classes == ["negative", "neutral", "positive"]
+    assert labels == [2, 0, 1] * 4 and len(texts) == 12 and sources[0] == "tweets"
