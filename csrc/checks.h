@@ -6,6 +6,23 @@
 
 namespace fastrnn {
 
+// lengths [B] int64, on the data's device, each in [0, T].
+inline void check_lengths(const char* op, const c10::optional<at::Tensor>& lengths, int64_t B,
+                          int64_t T, const at::Device& device) {
+  if (!lengths.has_value()) return;
+  TORCH_CHECK(lengths->dim() == 1 && lengths->size(0) == B, op, ": lengths must have shape [",
+              B, "], got ", lengths->sizes());
+  TORCH_CHECK(lengths->scalar_type() == at::kLong, op, ": lengths must be int64, got ",
+              lengths->scalar_type());
+  TORCH_CHECK(lengths->device() == device, op, ": lengths is on ", lengths->device(),
+              " but the data is on ", device);
+  if (lengths->is_cpu() && B > 0) {  // on a GPU this would sync; the layers check there
+    const auto lo = lengths->min().item<int64_t>(), hi = lengths->max().item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi <= T, op, ": lengths must lie in [0, T=", T, "], got values in [",
+                lo, ", ", hi, "]");
+  }
+}
+
 // input_gates [T, B, G*H], h0 [B, P], c0 [B, H] (LSTM), w_hh [G*H, P], b_hh [G*H],
 // w_hr [P, H] (LSTM projection; without it P == H), lengths [B] int64 with 0 <= l <= T.
 inline void check_layer_args(const char* op, int64_t gates_per_unit, const at::Tensor& input_gates,
@@ -39,29 +56,26 @@ inline void check_layer_args(const char* op, int64_t gates_per_unit, const at::T
   if (c0 != nullptr) same("c0", *c0, {B, H});
   same("w_hh", w_hh, {gates_per_unit * H, P});
   if (b_hh.has_value()) same("b_hh", *b_hh, {gates_per_unit * H});
-  if (lengths.has_value()) {
-    TORCH_CHECK(lengths->dim() == 1 && lengths->size(0) == B, op,
-                ": lengths must have shape [", B, "], got ", lengths->sizes());
-    TORCH_CHECK(lengths->scalar_type() == at::kLong, op, ": lengths must be int64, got ",
-                lengths->scalar_type());
-    TORCH_CHECK(lengths->device() == input_gates.device(), op, ": lengths is on ",
-                lengths->device(), " but input_gates is on ", input_gates.device());
-    if (lengths->is_cpu() && B > 0) {  // on a GPU this would sync; the layers check there
-      const auto lo = lengths->min().item<int64_t>(), hi = lengths->max().item<int64_t>();
-      TORCH_CHECK(lo >= 0 && hi <= T, op, ": lengths must lie in [0, T=", T, "], got values in [",
-                  lo, ", ", hi, "]");
-    }
-  }
+  check_lengths(op, lengths, B, T, input_gates.device());
 }
 
-// Saved tensors handed back to a backward operator: right rank, dtype and device. A forward
-// run with training=false returns them as 1-D empties, which this rejects.
-inline void check_saved(const char* op, const char* name, const at::Tensor& t, int64_t dim,
-                        const at::Tensor& like) {
-  TORCH_CHECK(t.dim() == dim, op, ": ", name, " must be the ", dim, "-D tensor saved by the "
-              "forward operator with training=True, got shape ", t.sizes());
-  TORCH_CHECK(t.scalar_type() == like.scalar_type() && t.device() == like.device(), op, ": ",
-              name, " must match the weights' dtype and device");
+// Gates, the LSTM cell state and state gradients are kept in float32 for half and
+// bfloat16 (CUDA); float32 and float64 keep their own type.
+inline at::ScalarType accumulation_dtype(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// A saved tensor handed back to a backward operator: the shape the forward gave it, the
+// dtype (`like`'s, or its accumulation type) and device. A forward run with training=false
+// returns 1-D empties, which this rejects.
+inline void check_saved(const char* op, const char* name, const at::Tensor& t,
+                        at::IntArrayRef shape, const at::Tensor& like, bool accumulation) {
+  TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must be the tensor of shape ", shape,
+              " saved by the forward operator with training=True, got shape ", t.sizes());
+  const auto dtype = accumulation ? accumulation_dtype(like.scalar_type()) : like.scalar_type();
+  TORCH_CHECK(t.scalar_type() == dtype && t.device() == like.device(), op, ": ", name,
+              " must be ", dtype, " on ", like.device(), ", got ", t.scalar_type(), " on ",
+              t.device());
 }
 
 // An incoming gradient, when present, has its output's shape.
@@ -72,6 +86,69 @@ inline void check_grad(const char* op, const char* name, const c10::optional<at:
               grad->sizes());
   TORCH_CHECK(grad->scalar_type() == like.scalar_type() && grad->device() == like.device(), op,
               ": ", name, " must match the weights' dtype and device");
+}
+
+inline int64_t saved_steps(const char* op, const at::Tensor& hs) {
+  TORCH_CHECK(hs.dim() == 3 && hs.size(0) >= 1, op, ": hs must be the [T+1, B, P] tensor "
+              "saved by the forward operator with training=True, got shape ", hs.sizes());
+  return hs.size(0) - 1;
+}
+
+// The backward operators' arguments, checked against one another before any kernel runs.
+inline void check_lstm_backward_args(const c10::optional<at::Tensor>& lengths,
+                                     const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
+                                     const at::Tensor& hs, const at::Tensor& cs,
+                                     const at::Tensor& gates, const at::Tensor& proj_in,
+                                     const c10::optional<at::Tensor>& grad_output,
+                                     const c10::optional<at::Tensor>& grad_h_n,
+                                     const c10::optional<at::Tensor>& grad_c_n) {
+  const char* op = "fastrnn::lstm_backward";
+  const int64_t T = saved_steps(op, hs), B = hs.size(1), P = hs.size(2);
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % 4 == 0 && w_hh.size(1) == P, op,
+              ": w_hh must be [4H, ", P, "], got ", w_hh.sizes());
+  const int64_t G = w_hh.size(0), H = G / 4;
+  check_saved(op, "hs", hs, {T + 1, B, P}, w_hh, false);
+  check_saved(op, "cs", cs, {T + 1, B, H}, w_hh, true);
+  check_saved(op, "gates", gates, {T, B, G}, w_hh, true);
+  if (w_hr.has_value()) {
+    TORCH_CHECK(w_hr->sizes() == at::IntArrayRef({P, H}), op, ": w_hr must be [", P, ", ", H,
+                "], got ", w_hr->sizes());
+    check_saved(op, "proj_in", proj_in, {T, B, H}, w_hh, false);
+  }
+  check_grad(op, "grad_output", grad_output, {T, B, P}, w_hh);
+  check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh);
+  check_grad(op, "grad_c_n", grad_c_n, {B, H}, w_hh);
+  check_lengths(op, lengths, B, T, w_hh.device());
+}
+
+inline void check_gru_backward_args(const c10::optional<at::Tensor>& lengths,
+                                     const at::Tensor& w_hh, const at::Tensor& hs,
+                                    const at::Tensor& gates, const at::Tensor& extra,
+                                    const c10::optional<at::Tensor>& grad_output,
+                                    const c10::optional<at::Tensor>& grad_h_n) {
+  const char* op = "fastrnn::gru_backward";
+  const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({3 * H, H}), op, ": w_hh must be [", 3 * H, ", ",
+              H, "], got ", w_hh.sizes());
+  check_saved(op, "gates", gates, {T, B, 3 * H}, w_hh, true);
+  check_saved(op, "extra", extra, {T, B, H}, w_hh, false);
+  check_grad(op, "grad_output", grad_output, {T, B, H}, w_hh);
+  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh);
+  check_lengths(op, lengths, B, T, w_hh.device());
+}
+
+inline void check_rnn_backward_args(const c10::optional<at::Tensor>& lengths,
+                                     const at::Tensor& w_hh, const at::Tensor& hs,
+                                    const c10::optional<at::Tensor>& grad_output,
+                                    const c10::optional<at::Tensor>& grad_h_n) {
+  const char* op = "fastrnn::rnn_backward";
+  const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({H, H}), op, ": w_hh must be [", H, ", ", H,
+              "], got ", w_hh.sizes());
+  check_saved(op, "hs", hs, {T + 1, B, H}, w_hh, false);
+  check_grad(op, "grad_output", grad_output, {T, B, H}, w_hh);
+  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh);
+  check_lengths(op, lengths, B, T, w_hh.device());
 }
 
 // The Elman RNN's activation: true for relu, false for tanh, an error for anything else.

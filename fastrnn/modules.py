@@ -42,7 +42,7 @@ class _FusedRNNMixin:
     def _fail(self, message, error=ValueError):
         raise error(f"{self._name()}: {message}")
 
-    def _check_input(self, data, batched_dims):
+    def _check_input(self, data, batched_dims, autocast=False):
         if not isinstance(data, torch.Tensor):
             self._fail(f"input must be a Tensor or PackedSequence, got {type(data).__name__}",
                        TypeError)
@@ -57,20 +57,20 @@ class _FusedRNNMixin:
         if not data.is_floating_point():
             self._fail(f"input must be a floating-point tensor, got dtype {data.dtype}",
                        TypeError)
-        if data.dtype != weight.dtype:
+        if data.dtype != weight.dtype and not autocast:
             self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
                        f"({weight.dtype}); convert one of them with .to()", TypeError)
         if data.device != weight.device:
             self._fail(f"input is on {data.device} but the layer's parameters are on "
                        f"{weight.device}; move one of them with .to()")
 
-    def _check_state(self, name, state, expected_shape, data):
+    def _check_state(self, name, state, expected_shape, data, autocast=False):
         if not isinstance(state, torch.Tensor):
             self._fail(f"{name} must be a Tensor, got {type(state).__name__}", TypeError)
         if tuple(state.shape) != tuple(expected_shape):
             self._fail(f"{name} must have shape {tuple(expected_shape)} "
                        f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")
-        if state.dtype != data.dtype:
+        if state.dtype != data.dtype and not autocast:
             self._fail(f"{name} dtype {state.dtype} does not match input dtype {data.dtype}",
                        TypeError)
         if state.device != data.device:
@@ -96,22 +96,27 @@ class _FusedRNNMixin:
                     weights.get(f"weight_hr{suffix}")))
         return result
 
-    def _has_kernel(self, data):
+    def _has_kernel(self, data, dtype):
         return (_ops.has_kernel(data.device.type)
-                and data.dtype in KERNEL_DTYPES.get(data.device.type, ()))
+                and dtype in KERNEL_DTYPES.get(data.device.type, ()))
+
+    @staticmethod
+    def _autocast_dtype(data):
+        """Under torch.autocast on CUDA the layer runs in autocast's dtype (as cuDNN's RNNs
+        do): input, states and weights are cast to it."""
+        if data.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
+            return torch.get_autocast_dtype("cuda")
+        return None
 
     # ------------------------------------------------------------ forward
     def forward(self, input, hx=None):
         is_lstm = self.mode == "LSTM"
         packed = isinstance(input, PackedSequence)
-        if packed:
-            data = input.data
-            self._check_input(data, (2,))
-        else:
-            data = input
-            self._check_input(data, (2, 3))
+        data = input.data if packed else input
+        amp_dtype = self._autocast_dtype(data) if isinstance(data, torch.Tensor) else None
+        self._check_input(data, (2,) if packed else (2, 3), autocast=amp_dtype is not None)
 
-        if not self._has_kernel(data):
+        if not self._has_kernel(data, amp_dtype or data.dtype):
             if not self.reset_after:
                 self._fail(f"no fastrnn kernel for {data.dtype} on {data.device.type} "
                            f"(built backends: {_ops.has_kernel('cpu') and 'cpu'}"
@@ -156,7 +161,7 @@ class _FusedRNNMixin:
                         self._fail(f"for unbatched 2-D input, {name} must be 2-D, got "
                                    f"{state.dim()}-D of shape {tuple(state.shape)}")
                     state = state.unsqueeze(1)
-                self._check_state(name, state, shape, data)
+                self._check_state(name, state, shape, data, autocast=amp_dtype is not None)
                 if sorted_indices is not None:
                     state = state.index_select(1, sorted_indices)
                 checked.append(state)
@@ -165,8 +170,14 @@ class _FusedRNNMixin:
             h0 = x.new_zeros(hidden_shape)
             c0 = x.new_zeros(cell_shape) if is_lstm else None
 
+        weights = self._layer_weights()
+        if amp_dtype is not None:
+            x, h0 = x.to(amp_dtype), h0.to(amp_dtype)
+            c0 = c0.to(amp_dtype) if c0 is not None else None
+            weights = [LayerWeights(*(w.to(amp_dtype) if w is not None else None for w in lw))
+                       for lw in weights]
         output, h_n, c_n = recurrent_stack(
-            self.mode, x, h0, c0, self._layer_weights(), self.num_layers, self.bidirectional,
+            self.mode, x, h0, c0, weights, self.num_layers, self.bidirectional,
             float(self.dropout), self.training, lengths, self.reset_after)
 
         if packed:

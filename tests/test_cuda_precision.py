@@ -56,3 +56,14 @@ def test_gradcheck_whole_layer_float64():
                         dtype=torch.float64)
     x = torch.randn(5, 2, 3, device="cuda", dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inp: lstm(inp)[0], (x,))
+
+
+def test_autocast_runs_in_the_autocast_dtype():
+    torch.manual_seed(0)
+    gru = fastrnn.GRU(8, 16, device="cuda")
+    x = torch.randn(5, 2, 8, device="cuda", requires_grad=True)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out, h = gru(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert gru.weight_hh_l0.grad.dtype == torch.float32 and x.grad is not None

@@ -140,3 +140,16 @@ def test_backward_after_inference_forward_is_rejected():
                                "tanh", False)
     with pytest.raises(RuntimeError, match="saved by the forward operator with training=True"):
         ops.rnn_backward(torch.randn(5, 2, 8), None, torch.randn(8, 8), hs, None, False, "tanh")
+
+
+def test_backward_op_checks_lengths_and_saved_shapes():
+    gates = torch.randn(5, 2, 8)
+    _, _, hs = ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None, None, False,
+                               "tanh", True)
+    with pytest.raises(RuntimeError, match=r"lengths must have shape \[2\]"):
+        ops.rnn_backward(torch.randn(5, 2, 8), None, torch.randn(8, 8), hs,
+                         torch.tensor([5]), False, "tanh")
+    with pytest.raises(RuntimeError, match=r"grad_output must have shape \[5, 2, 8\]"):
+        ops.rnn_backward(torch.randn(4, 2, 8), None, torch.randn(8, 8), hs, None, False, "tanh")
+    with pytest.raises(RuntimeError, match=r"w_hh must be \[8, 8\]"):
+        ops.rnn_backward(None, None, torch.randn(8, 4), hs, None, False, "tanh")

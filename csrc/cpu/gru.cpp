@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "../checks.h"
+#include "../weight_grads.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -156,18 +157,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const Tensor& w_hh_in, const Tensor& hs, const Tensor& gates, const Tensor& extra,
     const optional<Tensor>& lengths, bool reverse, bool reset_after) {
-  const char* op = "fastrnn::gru_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  check_saved(op, "gates", gates, 3, w_hh_in);
-  check_saved(op, "extra", extra, 3, w_hh_in);
-  check_grad(op, "grad_output", grad_output_in, {gates.size(0), gates.size(1), hs.size(2)},
-             w_hh_in);
-  check_grad(op, "grad_h_n", grad_h_n, {gates.size(1), hs.size(2)}, w_hh_in);
-  TORCH_CHECK(hs.sizes() == at::IntArrayRef({gates.size(0) + 1, gates.size(1), gates.size(2) / 3}) &&
-                  extra.sizes() == at::IntArrayRef({gates.size(0), gates.size(1), hs.size(2)}) &&
-                  w_hh_in.sizes() == at::IntArrayRef({gates.size(2), hs.size(2)}),
-              op, ": saved tensors and weights disagree in shape (hs ", hs.sizes(), ", gates ",
-              gates.sizes(), ", extra ", extra.sizes(), ", w_hh ", w_hh_in.sizes(), ")");
+  check_gru_backward_args(lengths, w_hh_in, hs, gates, extra, grad_output_in, grad_h_n);
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
       grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;
@@ -272,22 +262,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     }
   });
 
-  // Weight gradients after the loop. W_hr and W_hz multiply h; W_hn multiplies h (reset
-  // after) or the saved r * h (reset before).
-  const int64_t prev_offset = reverse ? 1 : 0;
-  const Tensor h_prev_all = hs.narrow(0, prev_offset, T).reshape({T * B, H});
-  const Tensor dgr = grad_recurrent.view({T * B, G});
-  Tensor grad_w_hh;
-  if (reset_after) {
-    grad_w_hh = at::mm(dgr.t(), h_prev_all);
-  } else {
-    grad_w_hh = at::empty({G, H}, opts);
-    Tensor grad_w_gates = grad_w_hh.narrow(0, 0, 2 * H);
-    Tensor grad_w_candidate = grad_w_hh.narrow(0, 2 * H, H);
-    at::mm_out(grad_w_gates, dgr.narrow(1, 0, 2 * H).t(), h_prev_all);
-    at::mm_out(grad_w_candidate, dgr.narrow(1, 2 * H, H).t(), extra.reshape({T * B, H}));
-  }
-  Tensor grad_b_hh = dgr.sum(0);
+  auto [grad_w_hh, grad_b_hh] = reset_after
+      ? recurrent_weight_grads(grad_recurrent, hs, reverse)
+      : reset_before_weight_grads(grad_recurrent, hs, extra, reverse);
   return {grad_gates, dh_state, grad_w_hh, grad_b_hh};
 }
 

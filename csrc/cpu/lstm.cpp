@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../checks.h"
+#include "../weight_grads.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -144,22 +145,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
     const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
     const optional<Tensor>& lengths, bool reverse) {
-  const char* op = "fastrnn::lstm_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  check_saved(op, "cs", cs, 3, w_hh_in);
-  check_saved(op, "gates", gates, 3, w_hh_in);
-  if (w_hr_in.has_value()) check_saved(op, "proj_in", proj_in, 3, w_hh_in);
-  {
-    const int64_t T = gates.size(0), B = gates.size(1), P = hs.size(2);
-    check_grad(op, "grad_output", grad_output_in, {T, B, P}, w_hh_in);
-    check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh_in);
-    check_grad(op, "grad_c_n", grad_c_n, {B, gates.size(2) / 4}, w_hh_in);
-    TORCH_CHECK(hs.sizes() == at::IntArrayRef({T + 1, B, P}) &&
-                    cs.sizes() == at::IntArrayRef({T + 1, B, gates.size(2) / 4}) &&
-                    w_hh_in.sizes() == at::IntArrayRef({gates.size(2), P}),
-                op, ": saved tensors and weights disagree in shape (hs ", hs.sizes(), ", cs ",
-                cs.sizes(), ", gates ", gates.sizes(), ", w_hh ", w_hh_in.sizes(), ")");
-  }
+  check_lstm_backward_args(lengths, w_hh_in, w_hr_in, hs, cs, gates, proj_in, grad_output_in,
+                           grad_h_n, grad_c_n);
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = w_hr_in ? optional<Tensor>(w_hr_in->contiguous()) : c10::nullopt;
   const optional<Tensor> grad_output =
@@ -243,14 +230,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     }
   });
 
-  // Weight gradients: a few large GEMMs over all steps at once.
-  const int64_t prev_offset = reverse ? 1 : 0;
-  const Tensor dg_flat = grad_gates.view({T * B, G});
-  Tensor grad_w_hh = at::mm(dg_flat.t(), hs.narrow(0, prev_offset, T).reshape({T * B, P}));
-  Tensor grad_b_hh = dg_flat.sum(0);
-  Tensor grad_w_hr = has_proj
-      ? at::mm(grad_proj_out.view({T * B, P}).t(), proj_in.reshape({T * B, H}))
-      : at::empty({0}, opts);
+  auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
+  Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
+                              : at::empty({0}, opts);
   return {grad_gates, dh_state, dc_state, grad_w_hh, grad_b_hh, grad_w_hr};
 }
 

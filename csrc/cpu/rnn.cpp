@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include "../checks.h"
+#include "../weight_grads.h"
 #include "sequence.h"
 
 namespace fastrnn {
@@ -107,14 +108,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& w_hh_in, const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
     c10::string_view nonlinearity) {
   const bool relu = is_relu(nonlinearity);
-  const char* op = "fastrnn::rnn_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  TORCH_CHECK(hs.size(0) >= 1, op, ": hs must hold T+1 states, got shape ", hs.sizes());
-  check_grad(op, "grad_output", grad_output_in, {hs.size(0) - 1, hs.size(1), hs.size(2)},
-             w_hh_in);
-  check_grad(op, "grad_h_n", grad_h_n, {hs.size(1), hs.size(2)}, w_hh_in);
-  TORCH_CHECK(w_hh_in.sizes() == at::IntArrayRef({hs.size(2), hs.size(2)}), op,
-              ": w_hh must have shape [H, H] = ", hs.size(2), ", got ", w_hh_in.sizes());
+  check_rnn_backward_args(lengths, w_hh_in, hs, grad_output_in, grad_h_n);
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
       grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;
@@ -134,9 +128,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     relu ? run(std::true_type{}) : run(std::false_type{});
   });
 
-  const Tensor dg = grad_gates.view({T * B, H});
-  Tensor grad_w_hh = at::mm(dg.t(), hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H}));
-  return {grad_gates, dh_state, grad_w_hh, dg.sum(0)};
+  auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
+  return {grad_gates, dh_state, grad_w_hh, grad_b_hh};
 }
 
 }  // namespace

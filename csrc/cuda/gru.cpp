@@ -74,18 +74,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const Tensor& w_hh_in, const Tensor& hs, const Tensor& gates, const Tensor& extra,
     const optional<Tensor>& lengths, bool reverse, bool reset_after) {
-  const char* op = "fastrnn::gru_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  check_saved(op, "extra", extra, 3, w_hh_in);
-  TORCH_CHECK(gates.dim() == 3, op, ": gates must be the 3-D tensor saved by the forward "
-              "operator with training=True, got shape ", gates.sizes());
+  check_gru_backward_args(lengths, w_hh_in, hs, gates, extra, grad_output_in, grad_h_n);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 3;
-  check_grad(op, "grad_output", grad_output_in, {T, B, H}, w_hh_in);
-  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh_in);
-  TORCH_CHECK(hs.sizes() == at::IntArrayRef({T + 1, B, H}) &&
-                  extra.sizes() == at::IntArrayRef({T, B, H}) &&
-                  w_hh_in.sizes() == at::IntArrayRef({G, H}),
-              op, ": saved tensors and weights disagree in shape");
   const c10::cuda::CUDAGuard guard(hs.device());
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
@@ -135,16 +125,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     }
   });
 
-  const Tensor h_prev_all = hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H});
-  const Tensor dgr = grad_recurrent.view({T * B, G});
-  Tensor grad_w_hh;
-  if (reset_after) {
-    grad_w_hh = at::mm(dgr.t(), h_prev_all);
-  } else {
-    grad_w_hh = at::cat({at::mm(dgr.narrow(1, 0, 2 * H).t(), h_prev_all),
-                         at::mm(dgr.narrow(1, 2 * H, H).t(), extra.reshape({T * B, H}))});
-  }
-  return {grad_gates, dh_state.to(opts.dtype()), grad_w_hh, dgr.sum(0)};
+  auto [grad_w_hh, grad_b_hh] = reset_after
+      ? recurrent_weight_grads(grad_recurrent, hs, reverse)
+      : reset_before_weight_grads(grad_recurrent, hs, extra, reverse);
+  return {grad_gates, dh_state.to(opts.dtype()), grad_w_hh, grad_b_hh};
 }
 
 }  // namespace

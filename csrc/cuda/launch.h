@@ -8,6 +8,7 @@
 #include <c10/cuda/CUDAException.h>
 
 #include "../checks.h"
+#include "../weight_grads.h"
 #include "../sequence_common.h"
 #include "kernels.h"
 
@@ -35,9 +36,7 @@ struct Types<at::BFloat16> {
   static constexpr cudaDataType_t cuda_type = CUDA_R_16BF;
 };
 
-inline at::ScalarType acc_dtype(at::ScalarType t) {
-  return t == at::kDouble ? at::kDouble : at::kFloat;
-}
+inline at::ScalarType acc_dtype(at::ScalarType t) { return accumulation_dtype(t); }
 
 template <class P>
 inline P* ptr(const at::Tensor& t) {

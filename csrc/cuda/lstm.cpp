@@ -86,19 +86,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
     const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
     const optional<Tensor>& lengths, bool reverse) {
-  const char* op = "fastrnn::lstm_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  TORCH_CHECK(cs.dim() == 3 && gates.dim() == 3, op, ": cs and gates must be the 3-D tensors "
-              "saved by the forward operator with training=True");
+  check_lstm_backward_args(lengths, w_hh_in, w_hr_in, hs, cs, gates, proj_in, grad_output_in,
+                           grad_h_n, grad_c_n);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
   const int64_t H = G / 4, P = hs.size(2);
-  check_grad(op, "grad_output", grad_output_in, {T, B, P}, w_hh_in);
-  check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh_in);
-  check_grad(op, "grad_c_n", grad_c_n, {B, H}, w_hh_in);
-  TORCH_CHECK(hs.sizes() == at::IntArrayRef({T + 1, B, P}) &&
-                  cs.sizes() == at::IntArrayRef({T + 1, B, H}) &&
-                  w_hh_in.sizes() == at::IntArrayRef({G, P}),
-              op, ": saved tensors and weights disagree in shape");
   const c10::cuda::CUDAGuard guard(hs.device());
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
@@ -147,13 +138,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     }
   });
 
-  const int64_t prev_offset = reverse ? 1 : 0;
-  const Tensor dg_flat = grad_gates.view({T * B, G});
-  Tensor grad_w_hh = at::mm(dg_flat.t(), hs.narrow(0, prev_offset, T).reshape({T * B, P}));
-  Tensor grad_b_hh = dg_flat.sum(0);
-  Tensor grad_w_hr = has_proj
-      ? at::mm(grad_proj_out.view({T * B, P}).t(), proj_in.reshape({T * B, H}))
-      : at::empty({0}, opts);
+  auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
+  Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
+                              : at::empty({0}, opts);
   return {grad_gates, dh_state.to(opts.dtype()), dc_state.to(opts.dtype()), grad_w_hh,
           grad_b_hh, grad_w_hr};
 }

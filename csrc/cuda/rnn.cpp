@@ -58,14 +58,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& w_hh_in, const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
     c10::string_view nonlinearity) {
   const bool relu = is_relu(nonlinearity);
-  const char* op = "fastrnn::rnn_backward";
-  check_saved(op, "hs", hs, 3, w_hh_in);
-  TORCH_CHECK(hs.size(0) >= 1, op, ": hs must hold T+1 states, got shape ", hs.sizes());
+  check_rnn_backward_args(lengths, w_hh_in, hs, grad_output_in, grad_h_n);
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
-  check_grad(op, "grad_output", grad_output_in, {T, B, H}, w_hh_in);
-  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh_in);
-  TORCH_CHECK(w_hh_in.sizes() == at::IntArrayRef({H, H}), op, ": w_hh must have shape [H, H] = ",
-              H, ", got ", w_hh_in.sizes());
   const c10::cuda::CUDAGuard guard(hs.device());
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
@@ -96,9 +90,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     }
   });
 
-  const Tensor dg = grad_gates.view({T * B, H});
-  Tensor grad_w_hh = at::mm(dg.t(), hs.narrow(0, reverse ? 1 : 0, T).reshape({T * B, H}));
-  return {grad_gates, dh_state.to(opts.dtype()), grad_w_hh, dg.sum(0)};
+  auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
+  return {grad_gates, dh_state.to(opts.dtype()), grad_w_hh, grad_b_hh};
 }
 
 }  // namespace
