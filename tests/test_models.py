@@ -97,6 +97,9 @@ def test_resume_continues_the_same_run(tmp_path):
     assert split["step"] == straight["step"] == 10
     for name, value in straight["model"].items():
         torch.testing.assert_close(split["model"][name], value, rtol=0, atol=0)
+    metrics = train_cli.main(["evaluate", str(tmp_path / "split" / "checkpoint.pt"),
+                              "--length", "6", "--values", "6", "--device", "cpu"])
+    assert 0.0 <= metrics["per_element"] <= 1.0
 
 
 def _ddp_worker(rank, world, init_file, result_file):
