@@ -20,6 +20,16 @@ __device__ __forceinline__ bool finished(const GruForwardStep<T, A>& a, int64_t 
   return true;
 }
 
+// Pre-activations of the reset and update gates: h W_h{r,z}^T (in gates) + x W_i{r,z}^T + b.
+template <class T, class A>
+__device__ __forceinline__ void reset_update_preacts(const GruForwardStep<T, A>& a,
+                                                     const A* g, const T* x, int64_t j,
+                                                     A& a_r, A& a_z) {
+  const int64_t H = a.step.H;
+  a_r = g[j] + A(load(x, j)) + load_or_zero<T, A>(a.bias, j);
+  a_z = g[H + j] + A(load(x, H + j)) + load_or_zero<T, A>(a.bias, H + j);
+}
+
 template <class T, class A>
 __global__ void gru_forward_kernel(GruForwardStep<T, A> a) {
   int64_t b, j;
@@ -29,8 +39,8 @@ __global__ void gru_forward_kernel(GruForwardStep<T, A> a) {
   if (finished(a, b, e, true)) return;
   A* g = a.gates + b * G;
   const T* x = a.x + b * G;
-  const A a_r = g[j] + A(load(x, j)) + load_or_zero<T, A>(a.bias, j);
-  const A a_z = g[H + j] + A(load(x, H + j)) + load_or_zero<T, A>(a.bias, H + j);
+  A a_r, a_z;
+  reset_update_preacts(a, g, x, j, a_r, a_z);
   const A hh_n = g[2 * H + j] + load_or_zero<T, A>(a.bias, 2 * H + j);
   A r, z, n, h;
   cells::gru_forward(a_r, a_z, A(load(x, 2 * H + j)), hh_n, A(load(a.h_prev, e)), r, z, n, h);
@@ -51,8 +61,8 @@ __global__ void gru_cho_gates_kernel(GruForwardStep<T, A> a) {
   if (finished(a, b, e, false)) return;
   A* g = a.gates + b * G;
   const T* x = a.x + b * G;
-  const A a_r = g[j] + A(load(x, j)) + load_or_zero<T, A>(a.bias, j);
-  const A a_z = g[H + j] + A(load(x, H + j)) + load_or_zero<T, A>(a.bias, H + j);
+  A a_r, a_z;
+  reset_update_preacts(a, g, x, j, a_r, a_z);
   A r, z, reset_h;
   cells::gru_cho_gates(a_r, a_z, A(load(a.h_prev, e)), r, z, reset_h);
   g[j] = r;
