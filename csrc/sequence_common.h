@@ -16,7 +16,11 @@ FASTRNN_HD int64_t backward_time(int64_t step, int64_t T, bool reverse) {
   return reverse ? step : T - 1 - step;
 }
 
-// The slot of the state history that holds the final state (see StateHistory).
+// The slots of the state history that hold the initial and the final state (see
+// StateHistory); free functions so that host code can use them before it has pointers.
+FASTRNN_HD int64_t initial_state_slot(int64_t T, bool reverse, bool keep_all) {
+  return keep_all && reverse ? T : 0;
+}
 FASTRNN_HD int64_t final_state_slot(int64_t T, bool reverse, bool keep_all) {
   return keep_all ? (reverse ? 0 : T) : T % 2;
 }
@@ -45,7 +49,9 @@ struct StateHistory {
   FASTRNN_HD scalar_t* next(int64_t step, int64_t t) const {
     return base + stride * next_slot(step, t);
   }
-  FASTRNN_HD int64_t initial_slot() const { return keep_all && reverse ? steps : 0; }
+  FASTRNN_HD int64_t initial_slot() const {
+    return initial_state_slot(steps, reverse, keep_all);
+  }
   FASTRNN_HD int64_t final_slot() const { return final_state_slot(steps, reverse, keep_all); }
   FASTRNN_HD scalar_t* initial() const { return base + stride * initial_slot(); }
   FASTRNN_HD scalar_t* final() const { return base + stride * final_slot(); }

@@ -29,7 +29,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
   Tensor hs = at::empty({training ? T + 1 : 2, B, H}, opts);
   Tensor gates = at::empty({training ? T : 1, B, G}, acc_opts);
   Tensor extra = at::empty({training ? T : 1, B, H}, opts);
-  hs[StateHistory<char>{nullptr, 0, T, reverse, training}.initial_slot()].copy_(h0);
+  hs[initial_state_slot(T, reverse, training)].copy_(h0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_gates.scalar_type(),

@@ -34,9 +34,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   Tensor cs = at::empty({slots, B, H}, acc_opts);
   Tensor gates = at::empty({training ? T : 1, B, G}, acc_opts);
   Tensor proj_in = has_proj ? at::empty({training ? T : 1, B, H}, opts) : at::empty({0}, opts);
-  const StateHistory<char> h_slots{nullptr, 0, T, reverse, training};
-  hs[h_slots.initial_slot()].copy_(h0);
-  cs[h_slots.initial_slot()].copy_(c0);
+  hs[initial_state_slot(T, reverse, training)].copy_(h0);
+  cs[initial_state_slot(T, reverse, training)].copy_(c0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_gates.scalar_type(),

@@ -27,7 +27,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
   Tensor output = at::empty({T, B, H}, opts);
   Tensor hs = at::empty({training ? T + 1 : 2, B, H}, opts);
   Tensor recurrent = at::empty({B, H}, opts.dtype(acc_dtype(input_gates.scalar_type())));
-  hs[StateHistory<char>{nullptr, 0, T, reverse, training}.initial_slot()].copy_(h0);
+  hs[initial_state_slot(T, reverse, training)].copy_(h0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_gates.scalar_type(),
