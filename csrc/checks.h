@@ -32,6 +32,10 @@ inline void check_layer_args(const char* op, int64_t gates_per_unit, const at::T
                              const c10::optional<at::Tensor>& lengths) {
   TORCH_CHECK(input_gates.dim() == 3, op, ": input_gates must be 3-D [T, B, ", gates_per_unit,
               "*H], got shape ", input_gates.sizes());
+  if (w_hr.has_value()) {  // before reading its size: a 0-d w_hr has none
+    TORCH_CHECK(w_hr->dim() == 2 && w_hr->size(0) >= 1, op,
+                ": w_hr must be 2-D [P, H] with P >= 1, got shape ", w_hr->sizes());
+  }
   TORCH_CHECK(input_gates.size(2) % gates_per_unit == 0 && input_gates.size(2) > 0, op,
               ": input_gates.size(2) must be a positive multiple of ", gates_per_unit,
               ", got ", input_gates.size(2));
@@ -48,10 +52,7 @@ inline void check_layer_args(const char* op, int64_t gates_per_unit, const at::T
     TORCH_CHECK(t.device() == input_gates.device(), op, ": ", name, " is on ", t.device(),
                 " but input_gates is on ", input_gates.device());
   };
-  if (w_hr.has_value()) {
-    TORCH_CHECK(w_hr->dim() == 2, op, ": w_hr must be 2-D [P, H], got ", w_hr->sizes());
-    same("w_hr", *w_hr, {P, H});
-  }
+  if (w_hr.has_value()) same("w_hr", *w_hr, {P, H});
   same("h0", h0, {B, P});
   if (c0 != nullptr) same("c0", *c0, {B, H});
   same("w_hh", w_hh, {gates_per_unit * H, P});
@@ -85,13 +86,34 @@ inline void check_grad(const char* op, const char* name, const c10::optional<at:
   TORCH_CHECK(grad->sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ",
               grad->sizes());
   TORCH_CHECK(grad->scalar_type() == like.scalar_type() && grad->device() == like.device(), op,
-              ": ", name, " must match the weights' dtype and device");
+              ": ", name, " must be ", like.scalar_type(), " on ", like.device(),
+              " like w_hh, got ", grad->scalar_type(), " on ", grad->device());
 }
 
 inline int64_t saved_steps(const char* op, const at::Tensor& hs) {
   TORCH_CHECK(hs.dim() == 3 && hs.size(0) >= 1, op, ": hs must be the [T+1, B, P] tensor "
               "saved by the forward operator with training=True, got shape ", hs.sizes());
   return hs.size(0) - 1;
+}
+
+// The recurrent weight handed to a backward operator: 2-D, floating point.
+inline void check_recurrent_weight(const char* op, const at::Tensor& w_hh) {
+  TORCH_CHECK(w_hh.dim() == 2, op, ": w_hh must be 2-D, got shape ", w_hh.sizes());
+  TORCH_CHECK(w_hh.is_floating_point(), op, ": w_hh must be floating point, got ",
+              w_hh.scalar_type());
+}
+
+// A weight's dtype and device, named, against w_hh's.
+inline void check_like(const char* op, const char* name, const at::Tensor& t,
+                       const at::Tensor& w_hh) {
+  TORCH_CHECK(t.scalar_type() == w_hh.scalar_type() && t.device() == w_hh.device(), op, ": ",
+              name, " must be ", w_hh.scalar_type(), " on ", w_hh.device(), " like w_hh, got ",
+              t.scalar_type(), " on ", t.device());
+}
+
+// Optional tensors made contiguous: the kernels read every argument through its data pointer.
+inline c10::optional<at::Tensor> contiguous_or_none(const c10::optional<at::Tensor>& t) {
+  return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
 }
 
 // The backward operators' arguments, checked against one another before any kernel runs.
@@ -104,16 +126,21 @@ inline void check_lstm_backward_args(const c10::optional<at::Tensor>& lengths,
                                      const c10::optional<at::Tensor>& grad_c_n) {
   const char* op = "fastrnn::lstm_backward";
   const int64_t T = saved_steps(op, hs), B = hs.size(1), P = hs.size(2);
-  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(0) % 4 == 0 && w_hh.size(1) == P, op,
+  check_recurrent_weight(op, w_hh);
+  TORCH_CHECK(w_hh.size(0) % 4 == 0 && w_hh.size(0) > 0 && w_hh.size(1) == P, op,
               ": w_hh must be [4H, ", P, "], got ", w_hh.sizes());
   const int64_t G = w_hh.size(0), H = G / 4;
   check_saved(op, "hs", hs, {T + 1, B, P}, w_hh, false);
   check_saved(op, "cs", cs, {T + 1, B, H}, w_hh, true);
   check_saved(op, "gates", gates, {T, B, G}, w_hh, true);
   if (w_hr.has_value()) {
-    TORCH_CHECK(w_hr->sizes() == at::IntArrayRef({P, H}), op, ": w_hr must be [", P, ", ", H,
-                "], got ", w_hr->sizes());
+    TORCH_CHECK(w_hr->dim() == 2 && P >= 1 && w_hr->sizes() == at::IntArrayRef({P, H}), op,
+                ": w_hr must be [", P, ", ", H, "] with P >= 1, got ", w_hr->sizes());
+    check_like(op, "w_hr", *w_hr, w_hh);
     check_saved(op, "proj_in", proj_in, {T, B, H}, w_hh, false);
+  } else {
+    TORCH_CHECK(P == H, op, ": without w_hr the saved hs must be [T+1, B, H=", H,
+                "] (a projected forward needs its w_hr), got shape ", hs.sizes());
   }
   check_grad(op, "grad_output", grad_output, {T, B, P}, w_hh);
   check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh);
@@ -128,8 +155,10 @@ inline void check_gru_backward_args(const c10::optional<at::Tensor>& lengths,
                                     const c10::optional<at::Tensor>& grad_h_n) {
   const char* op = "fastrnn::gru_backward";
   const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
+  check_recurrent_weight(op, w_hh);
   TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({3 * H, H}), op, ": w_hh must be [", 3 * H, ", ",
               H, "], got ", w_hh.sizes());
+  check_saved(op, "hs", hs, {T + 1, B, H}, w_hh, false);
   check_saved(op, "gates", gates, {T, B, 3 * H}, w_hh, true);
   check_saved(op, "extra", extra, {T, B, H}, w_hh, false);
   check_grad(op, "grad_output", grad_output, {T, B, H}, w_hh);
@@ -143,6 +172,7 @@ inline void check_rnn_backward_args(const c10::optional<at::Tensor>& lengths,
                                     const c10::optional<at::Tensor>& grad_h_n) {
   const char* op = "fastrnn::rnn_backward";
   const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
+  check_recurrent_weight(op, w_hh);
   TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({H, H}), op, ": w_hh must be [", H, ", ", H,
               "], got ", w_hh.sizes());
   check_saved(op, "hs", hs, {T + 1, B, H}, w_hh, false);

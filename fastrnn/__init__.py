@@ -1,6 +1,6 @@
 """fastrnn: fused LSTM, GRU and Elman RNN kernels for PyTorch, as drop-in torch.nn layers."""
 from . import _ops
-from .modules import GRU, LSTM, RNN, convert
+from .modules import GRU, LSTM, RNN, convert, to_torch
 
 __version__ = "0.1.0"
 
@@ -10,4 +10,4 @@ def build_info():
     return {"cpu": _ops.has_kernel("cpu"), "cuda": _ops.has_kernel("cuda")}
 
 
-__all__ = ["LSTM", "GRU", "RNN", "convert", "build_info"]
+__all__ = ["LSTM", "GRU", "RNN", "convert", "to_torch", "build_info"]

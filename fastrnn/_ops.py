@@ -3,7 +3,8 @@ every operator, so shapes propagate under torch.compile, and the autograd formul
 forward operator, which calls its backward operator.
 
 Each forward returns, after its real outputs, the tensors its backward needs (empty when
-called with training=False); those are marked non-differentiable.
+called with training=False); those are marked non-differentiable. The backward operators
+are first-order only: differentiating their results (double backward) raises.
 """
 import torch
 
@@ -42,10 +43,22 @@ def _acc_dtype(dtype):
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def _check_devices(op, reference_name, reference, **tensors):
+    """Every tensor argument on the reference's device. The dispatcher sends a call with any
+    meta argument to these fake kernels, so they must refuse mixed devices themselves (the
+    C++ checks cover calls that reach a real kernel)."""
+    for name, tensor in tensors.items():
+        if tensor is not None and tensor.device != reference.device:
+            raise RuntimeError(f"fastrnn::{op}: {name} is on {tensor.device} but "
+                               f"{reference_name} is on {reference.device}")
+
+
 # ---------------------------------------------------------------- fake kernels
 
 @torch.library.register_fake("fastrnn::lstm_forward")
 def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, training):
+    _check_devices("lstm_forward", "input_gates", input_gates, h0=h0, c0=c0, w_hh=w_hh,
+                   b_hh=b_hh, w_hr=w_hr, lengths=lengths)
     T, B, G = input_gates.shape
     H, P = G // 4, h0.shape[-1]
     new = input_gates.new_empty
@@ -63,15 +76,20 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
 @torch.library.register_fake("fastrnn::lstm_backward")
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates, proj_in,
                         lengths, reverse):
+    _check_devices("lstm_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
+                   grad_c_n=grad_c_n, w_hh=w_hh, w_hr=w_hr, cs=cs, gates=gates,
+                   proj_in=proj_in, lengths=lengths)
     T, B, G = gates.shape
     P = hs.shape[-1]
-    grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(gates)
+    grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(hs)
     return (hs.new_empty((T, B, G)), hs.new_empty((B, P)), hs.new_empty((B, G // 4)),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)), grad_w_hr)
 
 
 @torch.library.register_fake("fastrnn::gru_forward")
 def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after, training):
+    _check_devices("gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
+                   lengths=lengths)
     T, B, G = input_gates.shape
     H = G // 3
     new = input_gates.new_empty
@@ -86,6 +104,8 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
 @torch.library.register_fake("fastrnn::gru_backward")
 def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, reverse,
                        reset_after):
+    _check_devices("gru_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
+                   w_hh=w_hh, gates=gates, extra=extra, lengths=lengths)
     T, B, G = gates.shape
     return (hs.new_empty((T, B, G)), hs.new_empty((B, G // 3)),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)))
@@ -93,6 +113,8 @@ def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, r
 
 @torch.library.register_fake("fastrnn::rnn_forward")
 def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity, training):
+    _check_devices("rnn_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
+                   lengths=lengths)
     T, B, H = input_gates.shape
     new = input_gates.new_empty
     hs = new((T + 1, B, H)) if training else _empty(input_gates)
@@ -101,6 +123,8 @@ def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearit
 
 @torch.library.register_fake("fastrnn::rnn_backward")
 def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlinearity):
+    _check_devices("rnn_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
+                   w_hh=w_hh, lengths=lengths)
     T1, B, H = hs.shape
     return (hs.new_empty((T1 - 1, B, H)), hs.new_empty((B, H)), w_hh.new_empty(w_hh.shape),
             hs.new_empty((H,)))
@@ -109,10 +133,47 @@ def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlin
 # ---------------------------------------------------------------- autograd
 
 def _require_saved(hs):
-    if hs.numel() == 0:
+    # A forward run with training=False returns 1-D empties; a saved history is 3-D even
+    # when it holds no element (batch size 0).
+    if hs.dim() != 3:
         raise RuntimeError(
             "fastrnn: backward through a layer call made with training=False; call it with "
             "training=True (the layers do this whenever a gradient is required)")
+
+
+class _NoSecondDerivative(torch.autograd.Function):
+    """Passes first-order gradients through, and raises if anything differentiates them."""
+
+    @staticmethod
+    def forward(num_anchors, *tensors):  # anchors first, then the gradients to pass on
+        return tuple(g.view_as(g) for g in tensors[num_anchors:])
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):  # this form also works under torch.func
+        pass
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError(
+            "fastrnn: double backward (a gradient of a gradient, e.g. a gradient penalty or "
+            "gradgradcheck) is not supported by the fused recurrent kernels. Convert the "
+            "model back to torch.nn layers with fastrnn.to_torch(model) for that computation.")
+
+
+def _first_order(output, incoming, backward_op, *args):
+    """Runs a backward operator on its arguments.
+
+    Under create_graph=True its results are handed back behind _NoSecondDerivative, whose
+    inputs are the forward's output (through which every forward input is reached) and the
+    incoming gradients: a first-order use works, and any second-order one reaches the
+    wrapper and raises instead of silently getting zero or wrong second derivatives.
+    """
+    with torch.no_grad():
+        grads = backward_op(*args)
+    if not torch.is_grad_enabled():
+        return grads
+    anchors = [t for t in (output, *incoming) if t is not None and t.requires_grad]
+    return _NoSecondDerivative.apply(len(anchors), *anchors, *grads)
 
 
 def _lstm_setup(ctx, inputs, output):
@@ -120,16 +181,17 @@ def _lstm_setup(ctx, inputs, output):
     hs, cs, gates, proj_in = output[3:]
     ctx.mark_non_differentiable(hs, cs, gates, proj_in)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, w_hr, hs, cs, gates, proj_in, lengths)
+    ctx.save_for_backward(w_hh, w_hr, hs, cs, gates, proj_in, lengths, output[0])
     ctx.reverse = reverse
     ctx.has_bias = b_hh is not None
 
 
 def _lstm_backward(ctx, grad_output, grad_h_n, grad_c_n, *_unused):
-    w_hh, w_hr, hs, cs, gates, proj_in, lengths = ctx.saved_tensors
+    w_hh, w_hr, hs, cs, gates, proj_in, lengths, output = ctx.saved_tensors
     _require_saved(hs)
-    grads = ops.lstm_backward(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates,
-                              proj_in, lengths, ctx.reverse)
+    grads = _first_order(output, (grad_output, grad_h_n, grad_c_n), ops.lstm_backward,
+                         grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates, proj_in,
+                         lengths, ctx.reverse)
     d_input, d_h0, d_c0, d_w_hh, d_b_hh, d_w_hr = grads
     return (d_input, d_h0, d_c0, d_w_hh, d_b_hh if ctx.has_bias else None,
             d_w_hr if w_hr is not None else None, None, None, None)
@@ -140,15 +202,16 @@ def _gru_setup(ctx, inputs, output):
     hs, gates, extra = output[2:]
     ctx.mark_non_differentiable(hs, gates, extra)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, hs, gates, extra, lengths)
+    ctx.save_for_backward(w_hh, hs, gates, extra, lengths, output[0])
     ctx.reverse, ctx.reset_after, ctx.has_bias = reverse, reset_after, b_hh is not None
 
 
 def _gru_backward(ctx, grad_output, grad_h_n, *_unused):
-    w_hh, hs, gates, extra, lengths = ctx.saved_tensors
+    w_hh, hs, gates, extra, lengths, output = ctx.saved_tensors
     _require_saved(hs)
-    d_input, d_h0, d_w_hh, d_b_hh = ops.gru_backward(
-        grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, ctx.reverse, ctx.reset_after)
+    d_input, d_h0, d_w_hh, d_b_hh = _first_order(
+        output, (grad_output, grad_h_n), ops.gru_backward, grad_output, grad_h_n, w_hh, hs,
+        gates, extra, lengths, ctx.reverse, ctx.reset_after)
     return (d_input, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None, None, None, None)
 
 
@@ -157,15 +220,16 @@ def _rnn_setup(ctx, inputs, output):
     hs = output[2]
     ctx.mark_non_differentiable(hs)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, hs, lengths)
+    ctx.save_for_backward(w_hh, hs, lengths, output[0])
     ctx.reverse, ctx.nonlinearity, ctx.has_bias = reverse, nonlinearity, b_hh is not None
 
 
 def _rnn_backward(ctx, grad_output, grad_h_n, *_unused):
-    w_hh, hs, lengths = ctx.saved_tensors
+    w_hh, hs, lengths, output = ctx.saved_tensors
     _require_saved(hs)
-    d_input, d_h0, d_w_hh, d_b_hh = ops.rnn_backward(
-        grad_output, grad_h_n, w_hh, hs, lengths, ctx.reverse, ctx.nonlinearity)
+    d_input, d_h0, d_w_hh, d_b_hh = _first_order(
+        output, (grad_output, grad_h_n), ops.rnn_backward, grad_output, grad_h_n, w_hh, hs,
+        lengths, ctx.reverse, ctx.nonlinearity)
     return (d_input, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None, None, None, None)
 
 

@@ -21,10 +21,10 @@ class LayerWeights(NamedTuple):
     w_hr: Optional[torch.Tensor]  # [P, H] (LSTM projection) or None
 
 
-# Inference runs a layer over chunks of time steps, so that the input projection of a chunk
-# stays under this many bytes: a buffer that size is reused by the allocator, while one of
-# T * B * 4H floats is fresh memory each call and its page faults cost as much as a third
-# of the input GEMM (measured: 87 ms vs 56 ms for T=256, B=64, 4H=2048 on 2 cores).
+# Inference on the CPU runs a layer over chunks of time steps, so that the input projection
+# of a chunk stays under this many bytes: a buffer that size is reused by the allocator,
+# while one of T * B * 4H floats is fresh memory each call and its page faults cost as much
+# as a third of the input GEMM (measured: 87 ms vs 56 ms for T=256, B=64, 4H=2048 on 2 cores).
 INFERENCE_CHUNK_BYTES = 8 << 20
 
 
@@ -52,7 +52,8 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
     T, B = x.shape[0], x.shape[1]
     gate_width = weights.w_ih.shape[0]
     chunk = max(1, INFERENCE_CHUNK_BYTES // max(1, B * gate_width * x.element_size()))
-    if save_for_backward or chunk >= T or torch.compiler.is_compiling():
+    if (save_for_backward or chunk >= T or x.device.type != "cpu"
+            or torch.compiler.is_compiling()):
         input_gates = F.linear(x, weights.w_ih, weights.b_ih)
         return _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse,
                          save_for_backward, reset_after)

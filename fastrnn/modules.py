@@ -7,11 +7,11 @@ trace any instance of those (a graph break even with fullgraph=True), and tracin
 is what the fused operators are for.
 """
 import warnings
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _ops
 from .functional import LayerWeights, recurrent_stack
@@ -30,6 +30,103 @@ def _warn_once(message):
         warnings.warn(message, stacklevel=3)
 
 
+def _cpu_autocast_lowers():
+    """Which of (output, h_n, c_n) torch.nn returns in autocast's lower-precision dtype under
+    CPU autocast, per layer kind.
+
+    Autocast's CPU policy casts some recurrent ops (LSTM, RNN) and leaves others (GRU) in
+    float32, and torch's LSTM with a projection keeps c_n in float32. fastrnn has no
+    low-precision CPU kernels, so it computes in float32 and returns what torch.nn returns.
+    Asked of torch itself, once, so that it follows the installed version.
+    """
+    probes = {"LSTM": nn.LSTM(1, 2), "LSTM_PROJ": nn.LSTM(1, 2, proj_size=1),
+              "GRU": nn.GRU(1, 2), "RNN_TANH": nn.RNN(1, 2),
+              "RNN_RELU": nn.RNN(1, 2, nonlinearity="relu")}
+    lowers = {}
+    for kind, layer in probes.items():
+        try:
+            with warnings.catch_warnings(), torch.no_grad(), \
+                    torch.autocast("cpu", dtype=torch.bfloat16):
+                warnings.simplefilter("ignore")
+                output, state = layer(torch.zeros(1, 1, 1))
+            tensors = (output, *state) if isinstance(state, tuple) else (output, state, None)
+            lowers[kind] = tuple(t is not None and t.dtype == torch.bfloat16 for t in tensors)
+        except RuntimeError:
+            lowers[kind] = (False, False, False)
+    return lowers
+
+
+CPU_AUTOCAST_LOWERS = _cpu_autocast_lowers()
+
+
+class Precision(NamedTuple):
+    """The dtype a call computes in and the dtypes it returns (output, h_n, c_n), which
+    differ under autocast."""
+    compute: torch.dtype
+    output: torch.dtype
+    hidden: torch.dtype
+    cell: torch.dtype
+    autocast: bool
+
+
+class PaddedInput(NamedTuple):
+    """The input as the operators take it: time-major, padded, batch in sorted order."""
+    x: torch.Tensor                            # [T, B, input_size]
+    lengths: Optional[torch.Tensor]            # [B] int64 on x's device (packed input only)
+    cpu_lengths: Optional[torch.Tensor]        # the same on the CPU, to pack the output
+    sorted_indices: Optional[torch.Tensor]
+    unsorted_indices: Optional[torch.Tensor]
+
+
+_PACKED_UNDER_COMPILE = (
+    "PackedSequence input runs outside the compiled graph: unpacking it needs the values of "
+    "batch_sizes. Compile without fullgraph=True (the unpacking then runs eagerly, the "
+    "recurrence compiled), or pass a padded tensor.")
+
+
+def _check_batch_sizes(name, batch_sizes, num_rows):
+    """A PackedSequence's batch_sizes: 1-D int64 on the CPU, positive, non-increasing, and
+    summing to the number of rows of its data (unpacking trusts all of this)."""
+    if (not isinstance(batch_sizes, torch.Tensor) or batch_sizes.dim() != 1
+            or batch_sizes.dtype != torch.int64 or batch_sizes.device.type != "cpu"):
+        raise ValueError(f"{name}: PackedSequence.batch_sizes must be a 1-D int64 CPU tensor, "
+                         f"got {batch_sizes!r}")
+    if batch_sizes.numel() == 0:
+        raise ValueError(f"{name}: PackedSequence.batch_sizes is empty")
+    if bool((batch_sizes <= 0).any()):
+        raise ValueError(f"{name}: PackedSequence.batch_sizes must be positive, got "
+                         f"{batch_sizes.tolist()}")
+    if bool((batch_sizes[1:] > batch_sizes[:-1]).any()):
+        raise ValueError(f"{name}: PackedSequence.batch_sizes must be non-increasing, got "
+                         f"{batch_sizes.tolist()}")
+    total = int(batch_sizes.sum())
+    if total != num_rows:
+        raise ValueError(f"{name}: PackedSequence.batch_sizes sum to {total} but its data "
+                         f"has {num_rows} rows")
+
+
+@torch.compiler.disable(reason=_PACKED_UNDER_COMPILE)
+def _unpack(name, packed: PackedSequence) -> PaddedInput:
+    _check_batch_sizes(name, packed.batch_sizes, packed.data.shape[0])
+    batch = int(packed.batch_sizes[0])
+    for which in ("sorted_indices", "unsorted_indices"):
+        indices = getattr(packed, which)
+        if indices is not None and tuple(indices.shape) != (batch,):
+            raise ValueError(f"{name}: PackedSequence.{which} must have shape ({batch},), got "
+                             f"{tuple(indices.shape)}")
+    # Padded in sorted order (no indices given), so the output packs back into the same
+    # order as the input's data.
+    x, cpu_lengths = pad_packed_sequence(PackedSequence(packed.data, packed.batch_sizes))
+    lengths = cpu_lengths.to(device=packed.data.device, dtype=torch.int64)
+    return PaddedInput(x, lengths, cpu_lengths, packed.sorted_indices, packed.unsorted_indices)
+
+
+@torch.compiler.disable(reason=_PACKED_UNDER_COMPILE)
+def _repack(output, like: PackedSequence, cpu_lengths):
+    data = pack_padded_sequence(output, cpu_lengths).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
 class _FusedRNNMixin:
     """forward() for a torch.nn.RNNBase subclass, running fastrnn's kernels."""
 
@@ -42,10 +139,11 @@ class _FusedRNNMixin:
     def _fail(self, message, error=ValueError):
         raise error(f"{self._name()}: {message}")
 
-    def _check_input(self, data, batched_dims, autocast=False):
+    def _check_input(self, data, packed):
         if not isinstance(data, torch.Tensor):
             self._fail(f"input must be a Tensor or PackedSequence, got {type(data).__name__}",
                        TypeError)
+        batched_dims = (2,) if packed else (2, 3)
         if data.dim() not in batched_dims:
             expected = " or ".join(f"{d}-D" for d in batched_dims)
             self._fail(f"input must be {expected}, got a {data.dim()}-D tensor of shape "
@@ -53,153 +151,221 @@ class _FusedRNNMixin:
         if data.shape[-1] != self.input_size:
             self._fail(f"input.size(-1) must equal input_size={self.input_size}, got "
                        f"{data.shape[-1]} (input shape {tuple(data.shape)})")
-        weight = self._flat_weights[0]
         if not data.is_floating_point():
             self._fail(f"input must be a floating-point tensor, got dtype {data.dtype}",
                        TypeError)
-        if data.dtype != weight.dtype and not autocast:
-            self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
-                       f"({weight.dtype}); convert one of them with .to()", TypeError)
-        if data.device != weight.device:
-            self._fail(f"input is on {data.device} but the layer's parameters are on "
-                       f"{weight.device}; move one of them with .to()")
+        time_dim = 1 if self.batch_first and data.dim() == 3 else 0
+        if not packed and data.shape[time_dim] == 0:
+            self._fail("input has no time steps (sequence length 0); torch.nn requires at "
+                       "least one")
 
-    def _check_state(self, name, state, expected_shape, data, autocast=False):
+    def _expected_weight_shapes(self):
+        """{parameter name: shape} as torch.nn's constructor made them."""
+        gates = {"LSTM": 4, "GRU": 3}.get(self.mode, 1)
+        proj = getattr(self, "proj_size", 0)
+        out_size = proj if proj > 0 else self.hidden_size
+        directions = 2 if self.bidirectional else 1
+        shapes = {}
+        for layer in range(self.num_layers):
+            layer_input = self.input_size if layer == 0 else out_size * directions
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes[f"weight_ih{suffix}"] = (gates * self.hidden_size, layer_input)
+                shapes[f"weight_hh{suffix}"] = (gates * self.hidden_size, out_size)
+                shapes[f"bias_ih{suffix}"] = (gates * self.hidden_size,)
+                shapes[f"bias_hh{suffix}"] = (gates * self.hidden_size,)
+                shapes[f"weight_hr{suffix}"] = (proj, self.hidden_size)
+        return shapes
+
+    def _check_weights(self, data, precision):
+        """Every parameter, as this call reads it (parametrizations applied), names itself when
+        its type, device, dtype or shape is not what the layer and the input need."""
+        shapes = self._expected_weight_shapes()
+        named = list(zip(self._flat_weights_names, self._flat_weights))
+        for name, weight in named:
+            if not isinstance(weight, torch.Tensor):
+                self._fail(f"{name} must be a Tensor, got {type(weight).__name__}", TypeError)
+            if weight.device != data.device:
+                self._fail(f"{name} is on {weight.device} but the input is on {data.device}; "
+                           "move the layer or the input with .to() (a parameter left on the "
+                           "meta device must be loaded or materialised first)")
+            if not weight.is_floating_point():
+                self._fail(f"{name} must be floating point, got {weight.dtype}", TypeError)
+            if tuple(weight.shape) != shapes[name]:
+                self._fail(f"{name} must have shape {shapes[name]}, got {tuple(weight.shape)}")
+        if precision.autocast:  # autocast casts every parameter to its dtype
+            return
+        first_name, first = named[0]
+        if first.dtype != data.dtype:
+            self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
+                       f"({first.dtype}); convert one of them with .to()", TypeError)
+        for name, weight in named[1:]:
+            if weight.dtype != first.dtype:
+                self._fail(f"{name} has dtype {weight.dtype} but {first_name} and the input "
+                           f"have {first.dtype}; all parameters must share one dtype", TypeError)
+
+    def _check_state(self, name, state, expected_shape, data, precision):
         if not isinstance(state, torch.Tensor):
             self._fail(f"{name} must be a Tensor, got {type(state).__name__}", TypeError)
         if tuple(state.shape) != tuple(expected_shape):
             self._fail(f"{name} must have shape {tuple(expected_shape)} "
                        f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")
-        if state.dtype != data.dtype and not autocast:
-            self._fail(f"{name} dtype {state.dtype} does not match input dtype {data.dtype}",
-                       TypeError)
         if state.device != data.device:
             self._fail(f"{name} is on {state.device} but input is on {data.device}")
+        if not state.is_floating_point():
+            self._fail(f"{name} must be floating point, got {state.dtype}", TypeError)
+        if state.dtype != data.dtype and not precision.autocast:
+            self._fail(f"{name} dtype {state.dtype} does not match input dtype {data.dtype}",
+                       TypeError)
 
     def _state_sizes(self):
         directions = 2 if self.bidirectional else 1
         out_size = self.proj_size if getattr(self, "proj_size", 0) > 0 else self.hidden_size
         return self.num_layers * directions, out_size
 
-    # ------------------------------------------------------------ weights
-    def _layer_weights(self):
-        names = self._flat_weights_names
-        weights = dict(zip(names, self._flat_weights))
+    # ------------------------------------------------------------ weights and precision
+    def _layer_weights(self, dtype):
+        """The current weights (RNNBase refreshes _flat_weights at each call), per layer and
+        direction, in the dtype this call computes in."""
+        weights = dict(zip(self._flat_weights_names, self._flat_weights))
         directions = 2 if self.bidirectional else 1
         result = []
         for layer in range(self.num_layers):
             for direction in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                result.append(LayerWeights(
-                    weights[f"weight_ih{suffix}"], weights[f"weight_hh{suffix}"],
-                    weights.get(f"bias_ih{suffix}"), weights.get(f"bias_hh{suffix}"),
-                    weights.get(f"weight_hr{suffix}")))
+                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+                tensors = (weights.get(n + suffix) for n in names)
+                result.append(LayerWeights(*(None if w is None else w.to(dtype)
+                                             for w in tensors)))
         return result
 
     def _has_kernel(self, data, dtype):
         return (_ops.has_kernel(data.device.type)
                 and dtype in KERNEL_DTYPES.get(data.device.type, ()))
 
-    @staticmethod
-    def _autocast_dtype(data):
-        """Under torch.autocast on CUDA the layer runs in autocast's dtype (as cuDNN's RNNs
-        do): input, states and weights are cast to it."""
-        if data.device.type == "cuda" and torch.is_autocast_enabled("cuda"):
-            return torch.get_autocast_dtype("cuda")
+    def _fallback_reason(self, data, precision):
+        """Why this call cannot run fastrnn's kernels, or None when it can."""
+        if not self._has_kernel(data, precision.compute):
+            built = [d for d in ("cpu", "cuda") if _ops.has_kernel(d)]
+            return (f"no fastrnn kernel for {precision.compute} on {data.device.type} (built "
+                    f"backends: {', '.join(built) or 'none'})")
+        if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+            # custom operators' autograd formulas do not compose with torch.func transforms
+            return "torch.func transforms (grad, vmap, jacrev, ...) are active"
         return None
+
+    def _precision(self, data):
+        """Under torch.autocast on CUDA the layer runs in autocast's dtype, as cuDNN's RNNs
+        do. Under CPU autocast it computes in float32 (no low-precision CPU kernels) and
+        returns the dtypes torch.nn returns."""
+        device = data.device.type
+        if device == "cuda" and torch.is_autocast_enabled("cuda"):
+            amp = torch.get_autocast_dtype("cuda")
+            return Precision(amp, amp, amp, amp, True)
+        if device == "cpu" and torch.is_autocast_enabled("cpu") and data.dtype == torch.float32:
+            amp = torch.get_autocast_dtype("cpu")
+            kind = "LSTM_PROJ" if getattr(self, "proj_size", 0) > 0 else self.mode
+            dtypes = [amp if lower else torch.float32 for lower in CPU_AUTOCAST_LOWERS[kind]]
+            return Precision(torch.float32, *dtypes, True)
+        return Precision(data.dtype, data.dtype, data.dtype, data.dtype, False)
 
     # ------------------------------------------------------------ forward
     def forward(self, input, hx=None):
-        is_lstm = self.mode == "LSTM"
+        self._update_flat_weights()  # as torch.nn: parametrizations, swapped parameters
         packed = isinstance(input, PackedSequence)
         data = input.data if packed else input
-        amp_dtype = self._autocast_dtype(data) if isinstance(data, torch.Tensor) else None
-        self._check_input(data, (2,) if packed else (2, 3), autocast=amp_dtype is not None)
+        self._check_input(data, packed)
+        precision = self._precision(data)
 
-        if not self._has_kernel(data, amp_dtype or data.dtype):
+        reason = self._fallback_reason(data, precision)
+        if reason is not None:
             if not self.reset_after:
-                self._fail(f"no fastrnn kernel for {data.dtype} on {data.device.type} "
-                           f"(built backends: {_ops.has_kernel('cpu') and 'cpu'}"
-                           f"{' cuda' if _ops.has_kernel('cuda') else ''}), and torch.nn "
-                           "has no reset_after=False GRU to fall back on", RuntimeError)
-            _warn_once(f"{self._name()}: no fastrnn kernel for {data.dtype} on "
-                       f"{data.device.type}; running torch.nn's implementation")
+                self._fail(f"{reason}, and torch.nn has no reset_after=False GRU to fall back "
+                           "on", RuntimeError)
+            _warn_once(f"{self._name()}: {reason}; running torch.nn's implementation")
             return self._torch_class.forward(self, input, hx)
+        self._check_weights(data, precision)
 
-        num_states, out_size = self._state_sizes()
         unbatched = not packed and data.dim() == 2
-        lengths = sorted_indices = unsorted_indices = None
-        if packed:
-            batch_sizes = input.batch_sizes
-            x, cpu_lengths = torch._VF._pad_packed_sequence(
-                data, batch_sizes, False, 0.0, int(batch_sizes.numel()))
-            lengths = cpu_lengths.to(device=data.device, dtype=torch.int64)
-            sorted_indices, unsorted_indices = input.sorted_indices, input.unsorted_indices
-            batch = int(batch_sizes[0])
-        elif unbatched:
-            x = data.unsqueeze(1)
-            batch = 1
-        else:
-            x = data.transpose(0, 1) if self.batch_first else data
-            batch = x.shape[1]
+        padded = self._to_padded(input, unbatched)
+        with torch.autocast(data.device.type, enabled=False):
+            x = padded.x.to(precision.compute)
+            h0, c0 = self._initial_state(hx, x, padded, unbatched, precision)
+            output, h_n, c_n = recurrent_stack(
+                self.mode, x, h0, c0, self._layer_weights(precision.compute), self.num_layers,
+                self.bidirectional, float(self.dropout), self.training, padded.lengths,
+                self.reset_after)
+        output, h_n = output.to(precision.output), h_n.to(precision.hidden)
+        c_n = c_n.to(precision.cell) if c_n is not None else None
+        return self._from_padded(output, h_n, c_n, input, padded, unbatched)
 
+    def _to_padded(self, input, unbatched) -> PaddedInput:
+        if isinstance(input, PackedSequence):
+            return _unpack(self._name(), input)
+        if unbatched:
+            x = input.unsqueeze(1)
+        else:
+            x = input.transpose(0, 1) if self.batch_first else input
+        return PaddedInput(x, None, None, None, None)
+
+    def _initial_state(self, hx, x, padded: PaddedInput, unbatched, precision):
+        """(h0, c0 or None) in the operators' layout and the compute dtype; zeros if hx is
+        None. Checked against the shapes the layer expects, in the user's batch order."""
+        is_lstm = self.mode == "LSTM"
+        num_states, out_size = self._state_sizes()
+        batch = x.shape[1]
         hidden_shape = (num_states, batch, out_size)
         cell_shape = (num_states, batch, self.hidden_size)
-        h0 = c0 = None
-        if hx is not None:
-            if is_lstm:
-                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                    self._fail("hx must be a tuple (h_0, c_0) for an LSTM", TypeError)
-                h0, c0 = hx
-            else:
-                h0 = hx
-            states = (("h_0", h0, hidden_shape), ("c_0", c0, cell_shape))[:2 if is_lstm else 1]
-            checked = []
-            for name, state, shape in states:
-                if unbatched and isinstance(state, torch.Tensor):
-                    if state.dim() != 2:
-                        self._fail(f"for unbatched 2-D input, {name} must be 2-D, got "
-                                   f"{state.dim()}-D of shape {tuple(state.shape)}")
-                    state = state.unsqueeze(1)
-                self._check_state(name, state, shape, data, autocast=amp_dtype is not None)
-                if sorted_indices is not None:
-                    state = state.index_select(1, sorted_indices)
-                checked.append(state)
-            h0, c0 = checked if is_lstm else (checked[0], None)
+        if hx is None:
+            return x.new_zeros(hidden_shape), (x.new_zeros(cell_shape) if is_lstm else None)
+        if is_lstm:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                self._fail("hx must be a tuple (h_0, c_0) for an LSTM", TypeError)
+            states = (("h_0", hx[0], hidden_shape), ("c_0", hx[1], cell_shape))
         else:
-            h0 = x.new_zeros(hidden_shape)
-            c0 = x.new_zeros(cell_shape) if is_lstm else None
+            states = (("h_0", hx, hidden_shape),)
+        checked = []
+        for name, state, shape in states:
+            if unbatched and isinstance(state, torch.Tensor):
+                if state.dim() != 2:
+                    self._fail(f"for unbatched 2-D input, {name} must be 2-D, got "
+                               f"{state.dim()}-D of shape {tuple(state.shape)}")
+                state = state.unsqueeze(1)
+            self._check_state(name, state, shape, x, precision)
+            checked.append(state.to(precision.compute))
+        state = tuple(checked) if is_lstm else checked[0]
+        state = self.permute_hidden(state, padded.sorted_indices)  # into the sorted order
+        return state if is_lstm else (state, None)
 
-        weights = self._layer_weights()
-        if amp_dtype is not None:
-            x, h0 = x.to(amp_dtype), h0.to(amp_dtype)
-            c0 = c0.to(amp_dtype) if c0 is not None else None
-            weights = [LayerWeights(*(w.to(amp_dtype) if w is not None else None for w in lw))
-                       for lw in weights]
-        output, h_n, c_n = recurrent_stack(
-            self.mode, x, h0, c0, weights, self.num_layers, self.bidirectional,
-            float(self.dropout), self.training, lengths, self.reset_after)
-
-        if packed:
-            output = torch.nn.utils.rnn.pack_padded_sequence(output, cpu_lengths)
-            output = PackedSequence(output.data, input.batch_sizes, sorted_indices,
-                                    unsorted_indices)
-            if unsorted_indices is not None:
-                h_n = h_n.index_select(1, unsorted_indices)
-                c_n = c_n.index_select(1, unsorted_indices) if is_lstm else None
-        elif unbatched:
+    def _from_padded(self, output, h_n, c_n, input, padded: PaddedInput, unbatched):
+        is_lstm = self.mode == "LSTM"
+        if isinstance(input, PackedSequence):
+            output = _repack(output, input, padded.cpu_lengths)
+            state = self.permute_hidden((h_n, c_n) if is_lstm else h_n,
+                                        padded.unsorted_indices)
+            return output, state
+        if unbatched:
             output, h_n = output.squeeze(1), h_n.squeeze(1)
             c_n = c_n.squeeze(1) if is_lstm else None
         elif self.batch_first:
             output = output.transpose(0, 1)
         return output, ((h_n, c_n) if is_lstm else h_n)
 
+    # ------------------------------------------------------------ export paths
+    def __prepare_scriptable__(self):
+        """torch.jit.script calls this on every submodule before compiling it."""
+        raise RuntimeError(
+            f"{self._name()} cannot be compiled by TorchScript (its kernels are custom "
+            "operators called from Python). Use torch.compile, or for TorchScript and ONNX "
+            "export convert the model back to torch.nn layers first: "
+            "fastrnn.to_torch(model) (weights kept).")
+
 
 class LSTM(_FusedRNNMixin, nn.RNNBase):
     """torch.nn.LSTM with fused kernels: same arguments, parameters and outputs."""
 
     _torch_class = nn.LSTM
-    # torch.nn.LSTM's own argument checks, used when falling back to its forward
+    # torch.nn.LSTM's own argument checks and state permutation
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
     check_forward_args = nn.LSTM.check_forward_args
     permute_hidden = nn.LSTM.permute_hidden
@@ -265,4 +431,23 @@ def convert(model: nn.Module) -> nn.Module:
                 module.__class__ = fast_cls
                 if fast_cls is GRU:
                     module.reset_after = True
+    return model
+
+
+def to_torch(model: nn.Module) -> nn.Module:
+    """The inverse of convert(): every fastrnn layer inside `model` becomes its torch.nn
+    layer, in place, with the same parameter objects (for TorchScript or ONNX export).
+
+    A reset_after=False GRU has no torch.nn equivalent: it raises ValueError, and nothing
+    is changed.
+    """
+    layers = [m for m in model.modules() if isinstance(m, _FusedRNNMixin)]
+    for layer in layers:
+        if not layer.reset_after:
+            raise ValueError(f"{layer._name()} with reset_after=False has no torch.nn "
+                             "equivalent (torch.nn.GRU applies the reset gate after the "
+                             "recurrent product); it cannot be converted")
+    for layer in layers:
+        layer.__class__ = layer._torch_class
+        layer.__dict__.pop("reset_after", None)
     return model

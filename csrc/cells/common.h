@@ -21,11 +21,13 @@ FASTRNN_HD float sigmoid(float x) { return 1.f / (1.f + ::expf(-x)); }
 FASTRNN_HD double sigmoid(double x) { return 1.0 / (1.0 + ::exp(-x)); }
 FASTRNN_HD float tanh_act(float x) { return ::tanhf(x); }
 FASTRNN_HD double tanh_act(double x) { return ::tanh(x); }
-FASTRNN_HD float relu_act(float x) { return x > 0.f ? x : 0.f; }
-FASTRNN_HD double relu_act(double x) { return x > 0.0 ? x : 0.0; }
-// d relu(a) / da expressed through the output y = relu(a), times the incoming gradient.
-FASTRNN_HD float relu_grad(float y, float dy) { return y > 0.f ? dy : 0.f; }
-FASTRNN_HD double relu_grad(double y, double dy) { return y > 0.0 ? dy : 0.0; }
+// Written so that NaN passes through, as in torch.relu (a NaN compares false).
+FASTRNN_HD float relu_act(float x) { return x < 0.f ? 0.f : x; }
+FASTRNN_HD double relu_act(double x) { return x < 0.0 ? 0.0 : x; }
+// d relu(a) / da expressed through the output y = relu(a), times the incoming gradient;
+// like torch's threshold_backward, only y <= 0 stops it (a NaN output lets it through).
+FASTRNN_HD float relu_grad(float y, float dy) { return y <= 0.f ? 0.f : dy; }
+FASTRNN_HD double relu_grad(double y, double dy) { return y <= 0.0 ? 0.0 : dy; }
 
 }  // namespace cells
 }  // namespace fastrnn

@@ -118,13 +118,14 @@ void gru_forward_loop(const GruShapes& s, const scalar_t* x, const scalar_t* w,
 // extra [T,B,H]).
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& w_hh_in,
-    const optional<Tensor>& b_hh_in, const optional<Tensor>& lengths, bool reverse,
+    const optional<Tensor>& b_hh_in, const optional<Tensor>& lengths_in, bool reverse,
     bool reset_after, bool training) {
   check_layer_args("fastrnn::gru_forward", 3, input_gates_in, h0, nullptr, w_hh_in, b_hh_in,
-                   c10::nullopt, lengths);
+                   c10::nullopt, lengths_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
-  const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
+  const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
   const GruShapes s{input_gates.size(0), input_gates.size(1), input_gates.size(2) / 3};
   const auto opts = input_gates.options();
 
@@ -155,12 +156,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
 // Returns (grad_input_gates [T,B,3H], grad_h0 [B,H], grad_w_hh [3H,H], grad_b_hh [3H]).
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
-    const Tensor& w_hh_in, const Tensor& hs, const Tensor& gates, const Tensor& extra,
-    const optional<Tensor>& lengths, bool reverse, bool reset_after) {
-  check_gru_backward_args(lengths, w_hh_in, hs, gates, extra, grad_output_in, grad_h_n);
+    const Tensor& w_hh_in, const Tensor& hs_in, const Tensor& gates_in, const Tensor& extra_in,
+    const optional<Tensor>& lengths_in, bool reverse, bool reset_after) {
+  check_gru_backward_args(lengths_in, w_hh_in, hs_in, gates_in, extra_in, grad_output_in, grad_h_n);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const Tensor hs = hs_in.contiguous();
+  const Tensor gates = gates_in.contiguous();
+  const Tensor extra = extra_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
-      grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;
+      contiguous_or_none(grad_output_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 3;
   const auto opts = gates.options();
 

@@ -97,13 +97,14 @@ void lstm_forward_loop(const Tensor& input_gates, const Tensor& w_hh, const opti
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
-    const optional<Tensor>& lengths, bool reverse, bool training) {
+    const optional<Tensor>& lengths_in, bool reverse, bool training) {
   check_layer_args("fastrnn::lstm_forward", 4, input_gates_in, h0, &c0, w_hh_in, b_hh_in,
-                   w_hr_in, lengths);
+                   w_hr_in, lengths_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
-  const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
-  const optional<Tensor> w_hr = w_hr_in ? optional<Tensor>(w_hr_in->contiguous()) : c10::nullopt;
+  const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
+  const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
   const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
   const int64_t H = G / 4, P = h0.size(1);
   const bool has_proj = w_hr.has_value();
@@ -143,14 +144,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
-    const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
-    const optional<Tensor>& lengths, bool reverse) {
-  check_lstm_backward_args(lengths, w_hh_in, w_hr_in, hs, cs, gates, proj_in, grad_output_in,
+    const Tensor& hs_in, const Tensor& cs_in, const Tensor& gates_in, const Tensor& proj_in_arg,
+    const optional<Tensor>& lengths_in, bool reverse) {
+  check_lstm_backward_args(lengths_in, w_hh_in, w_hr_in, hs_in, cs_in, gates_in, proj_in_arg, grad_output_in,
                            grad_h_n, grad_c_n);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const Tensor hs = hs_in.contiguous();
+  const Tensor cs = cs_in.contiguous();
+  const Tensor gates = gates_in.contiguous();
+  const Tensor proj_in = proj_in_arg.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
-  const optional<Tensor> w_hr = w_hr_in ? optional<Tensor>(w_hr_in->contiguous()) : c10::nullopt;
+  const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
   const optional<Tensor> grad_output =
-      grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;
+      contiguous_or_none(grad_output_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
   const int64_t H = G / 4, P = hs.size(2);
   const bool has_proj = w_hr.has_value();

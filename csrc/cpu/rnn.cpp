@@ -48,14 +48,15 @@ void rnn_forward_loop(int64_t T, int64_t B, int64_t H, const scalar_t* x, const 
 std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, const Tensor& h0,
                                                const Tensor& w_hh_in,
                                                const optional<Tensor>& b_hh_in,
-                                               const optional<Tensor>& lengths, bool reverse,
+                                               const optional<Tensor>& lengths_in, bool reverse,
                                                c10::string_view nonlinearity, bool training) {
   const bool relu = is_relu(nonlinearity);
   check_layer_args("fastrnn::rnn_forward", 1, input_gates_in, h0, nullptr, w_hh_in, b_hh_in,
-                   c10::nullopt, lengths);
+                   c10::nullopt, lengths_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const Tensor input_gates = input_gates_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
-  const optional<Tensor> b_hh = b_hh_in ? optional<Tensor>(b_hh_in->contiguous()) : c10::nullopt;
+  const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
   const int64_t T = input_gates.size(0), B = input_gates.size(1), H = input_gates.size(2);
   const auto opts = input_gates.options();
   Tensor output = at::empty({T, B, H}, opts);
@@ -105,13 +106,15 @@ void rnn_backward_loop(int64_t T, int64_t B, int64_t H, const scalar_t* grad_out
 // Returns (grad_input_gates [T,B,H], grad_h0 [B,H], grad_w_hh [H,H], grad_b_hh [H]).
 std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
-    const Tensor& w_hh_in, const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
+    const Tensor& w_hh_in, const Tensor& hs_in, const optional<Tensor>& lengths_in, bool reverse,
     c10::string_view nonlinearity) {
   const bool relu = is_relu(nonlinearity);
-  check_rnn_backward_args(lengths, w_hh_in, hs, grad_output_in, grad_h_n);
+  check_rnn_backward_args(lengths_in, w_hh_in, hs_in, grad_output_in, grad_h_n);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const Tensor hs = hs_in.contiguous();
   const Tensor w_hh = w_hh_in.contiguous();
   const optional<Tensor> grad_output =
-      grad_output_in ? optional<Tensor>(grad_output_in->contiguous()) : c10::nullopt;
+      contiguous_or_none(grad_output_in);
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   const auto opts = hs.options();
   Tensor grad_gates = at::empty({T, B, H}, opts);

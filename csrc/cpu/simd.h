@@ -26,7 +26,7 @@ inline at::vec::Vectorized<T> relu_act(at::vec::Vectorized<T> x) {
 template <class T>
 inline at::vec::Vectorized<T> relu_grad(at::vec::Vectorized<T> y, at::vec::Vectorized<T> dy) {
   const at::vec::Vectorized<T> zero(T(0));
-  return at::vec::Vectorized<T>::blendv(zero, dy, y > zero);
+  return at::vec::Vectorized<T>::blendv(dy, zero, y <= zero);  // as the scalar relu_grad
 }
 
 }  // namespace cells

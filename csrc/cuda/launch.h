@@ -50,13 +50,24 @@ inline const int64_t* lengths_ptr(const c10::optional<at::Tensor>& lengths) {
   return lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr;
 }
 
+// What the GEMMs of one operator call need from torch, fetched once per call rather than
+// once per step: the cuBLAS handle (bound to the current stream) and the TF32 setting
+// (torch.backends.cuda.matmul.allow_tf32).
+struct Blas {
+  cublasHandle_t handle;
+  bool allow_tf32;
+  static Blas current() {
+    return {at::cuda::getCurrentCUDABlasHandle(), at::globalContext().allowTF32CuBLAS()};
+  }
+};
+
 // Row-major C[M,N] = op(A) op(B) + beta * C with op(X) = X or X^T; A and B hold the storage
 // type, C the storage or the accumulation type (c_acc). cuBLAS is column-major, so this
-// computes C^T = op(B)^T op(A)^T. TF32 follows torch.backends.cuda.matmul.allow_tf32.
+// computes C^T = op(B)^T op(A)^T.
 template <class scalar_t>
-inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const void* A,
-                 int64_t lda, const void* B, int64_t ldb, double beta, void* C, int64_t ldc,
-                 bool c_acc) {
+inline void gemm(const Blas& blas, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 const void* A, int64_t lda, const void* B, int64_t ldb, double beta, void* C,
+                 int64_t ldc, bool c_acc) {
   if (M == 0 || N == 0) return;
   using Ty = Types<scalar_t>;
   const bool is_double = std::is_same_v<scalar_t, double>;
@@ -65,27 +76,23 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, co
   cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
   if (is_double) {
     compute = CUBLAS_COMPUTE_64F;
-  } else if (std::is_same_v<scalar_t, float> && at::globalContext().allowTF32CuBLAS()) {
+  } else if (std::is_same_v<scalar_t, float> && blas.allow_tf32) {
     compute = CUBLAS_COMPUTE_32F_FAST_TF32;
   }
   const double one_d = 1.0;
   const float one_f = 1.f, beta_f = static_cast<float>(beta);
   const void* alpha_p = is_double ? static_cast<const void*>(&one_d) : &one_f;
   const void* beta_p = is_double ? static_cast<const void*>(&beta) : &beta_f;
-  cublasHandle_t handle = at::cuda::getCurrentCUDABlasHandle();
   TORCH_CUDABLAS_CHECK(cublasGemmEx(
-      handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+      blas.handle, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
       static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), alpha_p, B, ab_type,
       static_cast<int>(ldb), A, ab_type, static_cast<int>(lda), beta_p, C, c_type,
       static_cast<int>(ldc), compute, CUBLAS_GEMM_DEFAULT));
 }
 
-// lengths on the GPU are not range-checked (reading them would synchronise); the layers
-// derive them from a PackedSequence. A value outside [0, T] cannot index out of bounds: the
-// kernels only compare t < lengths[b], so it acts as clamped.
-inline c10::optional<at::Tensor> contiguous_or_none(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
-}
+// Note: lengths on the GPU are not range-checked (reading them would synchronise); the
+// layers derive them from a PackedSequence. A value outside [0, T] cannot index out of
+// bounds: the kernels only compare t < lengths[b], so it acts as clamped.
 
 // The gradient reaching a final state, as a fresh contiguous buffer in the accumulation
 // type (the backward loop accumulates into it); zeros when autograd passed none.

@@ -16,9 +16,10 @@ using c10::optional;
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
-    const optional<Tensor>& lengths, bool reverse, bool training) {
+    const optional<Tensor>& lengths_in, bool reverse, bool training) {
   check_layer_args("fastrnn::lstm_forward", 4, input_gates_in, h0, &c0, w_hh_in, b_hh_in,
-                   w_hr_in, lengths);
+                   w_hr_in, lengths_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const c10::cuda::CUDAGuard guard(input_gates_in.device());
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = contiguous_or_none(b_hh_in), w_hr = contiguous_or_none(w_hr_in);
@@ -37,6 +38,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   hs[initial_state_slot(T, reverse, training)].copy_(h0);
   cs[initial_state_slot(T, reverse, training)].copy_(c0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Blas blas = Blas::current();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_gates.scalar_type(),
                                   "fastrnn_lstm_forward_cuda", [&] {
@@ -45,12 +47,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     using A_ = typename Ty::A;
     const StateHistory<T_> h_hist{ptr<T_>(hs), B * P, T, reverse, training};
     const StateHistory<A_> c_hist{ptr<A_>(cs), B * H, T, reverse, training};
-    for (int64_t step = 0; step < T; ++step) {
+    for (int64_t step = 0; B > 0 && step < T; ++step) {  // a 0-block launch would fail
       const int64_t t = forward_time(step, T, reverse);
       A_* g = ptr<A_>(gates) + (training ? t * B * G : 0);
       T_* r = has_proj ? ptr<T_>(proj_in) + (training ? t * B * H : 0) : nullptr;
       T_* out_t = ptr<T_>(output) + t * B * P;
-      gemm<scalar_t>(false, true, B, G, P, h_hist.prev(step, t), P, ptr<T_>(w_hh), P, 0.0, g,
+      gemm<scalar_t>(blas, false, true, B, G, P, h_hist.prev(step, t), P, ptr<T_>(w_hh), P, 0.0, g,
                      G, true);
       LstmForwardStep<T_, A_> args{{lengths_ptr(lengths), t, B, H}, g,
                                    ptr<T_>(input_gates) + t * B * G, ptr<T_>(b_hh),
@@ -59,7 +61,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
       lstm_forward_step(args, stream);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
       if (has_proj) {
-        gemm<scalar_t>(false, true, B, P, H, r, H, ptr<T_>(w_hr), H, 0.0, h_hist.next(step, t),
+        gemm<scalar_t>(blas, false, true, B, P, H, r, H, ptr<T_>(w_hr), H, 0.0, h_hist.next(step, t),
                        P, false);
         mask_projected_state<T_>({lengths_ptr(lengths), t, B, H}, P, h_hist.prev(step, t),
                                  h_hist.next(step, t), out_t, stream);
@@ -83,10 +85,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
-    const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
-    const optional<Tensor>& lengths, bool reverse) {
-  check_lstm_backward_args(lengths, w_hh_in, w_hr_in, hs, cs, gates, proj_in, grad_output_in,
+    const Tensor& hs_in, const Tensor& cs_in, const Tensor& gates_in, const Tensor& proj_in_arg,
+    const optional<Tensor>& lengths_in, bool reverse) {
+  check_lstm_backward_args(lengths_in, w_hh_in, w_hr_in, hs_in, cs_in, gates_in, proj_in_arg, grad_output_in,
                            grad_h_n, grad_c_n);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const Tensor hs = hs_in.contiguous();
+  const Tensor cs = cs_in.contiguous();
+  const Tensor gates = gates_in.contiguous();
+  const Tensor proj_in = proj_in_arg.contiguous();
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
   const int64_t H = G / 4, P = hs.size(2);
   const c10::cuda::CUDAGuard guard(hs.device());
@@ -103,6 +110,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   Tensor grad_proj_out = has_proj ? at::empty({T, B, P}, opts) : at::empty({0}, opts);
   Tensor grad_proj_in = has_proj ? at::empty({B, H}, acc_opts) : at::empty({0}, acc_opts);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Blas blas = Blas::current();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hs.scalar_type(),
                                   "fastrnn_lstm_backward_cuda", [&] {
@@ -111,7 +119,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     using A_ = typename Ty::A;
     const StateHistory<A_> c_hist{ptr<A_>(cs), B * H, T, reverse, true};
     A_* dh = ptr<A_>(dh_state);
-    for (int64_t step = 0; step < T; ++step) {
+    for (int64_t step = 0; B > 0 && step < T; ++step) {  // a 0-block launch would fail
       const int64_t t = backward_time(step, T, reverse);
       const StepInfo info{lengths_ptr(lengths), t, B, H};
       if (grad_output.has_value()) {
@@ -123,7 +131,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
         T_* dproj = ptr<T_>(grad_proj_out) + t * B * P;
         split_projection_grad<T_, A_>(info, P, dh, dproj, stream);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
-        gemm<scalar_t>(false, false, B, H, P, dproj, P, ptr<T_>(w_hr), H, 0.0,
+        gemm<scalar_t>(blas, false, false, B, H, P, dproj, P, ptr<T_>(w_hr), H, 0.0,
                        ptr<A_>(grad_proj_in), H, true);
         dh_cell = ptr<A_>(grad_proj_in);
       }
@@ -133,7 +141,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
                                     dg_t, !has_proj};
       lstm_backward_step(args, stream);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      gemm<scalar_t>(false, false, B, P, G, dg_t, G, ptr<T_>(w_hh), P, 1.0, dh, P, true);
+      gemm<scalar_t>(blas, false, false, B, P, G, dg_t, G, ptr<T_>(w_hh), P, 1.0, dh, P, true);
     }
   });
 

@@ -14,11 +14,12 @@ using c10::optional;
 std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, const Tensor& h0,
                                                const Tensor& w_hh_in,
                                                const optional<Tensor>& b_hh_in,
-                                               const optional<Tensor>& lengths, bool reverse,
+                                               const optional<Tensor>& lengths_in, bool reverse,
                                                c10::string_view nonlinearity, bool training) {
   const bool relu = is_relu(nonlinearity);
   check_layer_args("fastrnn::rnn_forward", 1, input_gates_in, h0, nullptr, w_hh_in, b_hh_in,
-                   c10::nullopt, lengths);
+                   c10::nullopt, lengths_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const c10::cuda::CUDAGuard guard(input_gates_in.device());
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
@@ -29,15 +30,16 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
   Tensor recurrent = at::empty({B, H}, opts.dtype(acc_dtype(input_gates.scalar_type())));
   hs[initial_state_slot(T, reverse, training)].copy_(h0);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Blas blas = Blas::current();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input_gates.scalar_type(),
                                   "fastrnn_rnn_forward_cuda", [&] {
     using T_ = typename Types<scalar_t>::T;
     using A_ = typename Types<scalar_t>::A;
     const StateHistory<T_> h_hist{ptr<T_>(hs), B * H, T, reverse, training};
-    for (int64_t step = 0; step < T; ++step) {
+    for (int64_t step = 0; B > 0 && step < T; ++step) {  // a 0-block launch would fail
       const int64_t t = forward_time(step, T, reverse);
-      gemm<scalar_t>(false, true, B, H, H, h_hist.prev(step, t), H, ptr<T_>(w_hh), H, 0.0,
+      gemm<scalar_t>(blas, false, true, B, H, H, h_hist.prev(step, t), H, ptr<T_>(w_hh), H, 0.0,
                      ptr<A_>(recurrent), H, true);
       RnnForwardStep<T_, A_> args{{lengths_ptr(lengths), t, B, H}, ptr<A_>(recurrent),
                                   ptr<T_>(input_gates) + t * B * H, ptr<T_>(b_hh),
@@ -55,10 +57,12 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
-    const Tensor& w_hh_in, const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
+    const Tensor& w_hh_in, const Tensor& hs_in, const optional<Tensor>& lengths_in, bool reverse,
     c10::string_view nonlinearity) {
   const bool relu = is_relu(nonlinearity);
-  check_rnn_backward_args(lengths, w_hh_in, hs, grad_output_in, grad_h_n);
+  check_rnn_backward_args(lengths_in, w_hh_in, hs_in, grad_output_in, grad_h_n);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const Tensor hs = hs_in.contiguous();
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   const c10::cuda::CUDAGuard guard(hs.device());
   const Tensor w_hh = w_hh_in.contiguous();
@@ -68,6 +72,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
   Tensor grad_gates = at::empty({T, B, H}, opts);
   Tensor dh_state = state_grad(grad_h_n, {B, H}, acc_opts);
   cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  const Blas blas = Blas::current();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hs.scalar_type(),
                                   "fastrnn_rnn_backward_cuda", [&] {
@@ -75,7 +80,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     using A_ = typename Types<scalar_t>::A;
     const StateHistory<T_> h_hist{ptr<T_>(hs), B * H, T, reverse, true};
     A_* dh = ptr<A_>(dh_state);
-    for (int64_t step = 0; step < T; ++step) {
+    for (int64_t step = 0; B > 0 && step < T; ++step) {  // a 0-block launch would fail
       const int64_t t = backward_time(step, T, reverse);
       const StepInfo info{lengths_ptr(lengths), t, B, H};
       if (grad_output.has_value()) {
@@ -86,7 +91,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
       rnn_backward_step(RnnBackwardStep<T_, A_>{info, h_hist.next(step, t), dh, dg_t, relu},
                         stream);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
-      gemm<scalar_t>(false, false, B, H, H, dg_t, H, ptr<T_>(w_hh), H, 1.0, dh, H, true);
+      gemm<scalar_t>(blas, false, false, B, H, H, dg_t, H, ptr<T_>(w_hh), H, 1.0, dh, H, true);
     }
   });
 

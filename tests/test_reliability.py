@@ -1,0 +1,529 @@
+"""The torch.nn contract under misuse and in autograd's corners: weights read at every call,
+double backward, meta and mixed devices, NaN/Inf, empty batches, malformed PackedSequence,
+CPU autocast, named errors, compile with packed input, TorchScript."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrizations, parametrize
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+
+import fastrnn
+from conftest import KINDS, make_pair
+from fastrnn import _ops
+from fastrnn._ops import ops
+
+
+def outputs_of(result):
+    """(output, *states) of a layer call as a flat list of tensors."""
+    out, state = result
+    return [out] + (list(state) if isinstance(state, tuple) else [state])
+
+
+# ---------------------------------------------------------------- 1. weights read per call
+
+class Doubled(nn.Module):
+    def forward(self, weight):
+        return 2 * weight
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
+def test_parametrization_is_applied_at_every_call(kind):
+    reference, fast = make_pair(kind, 4, 6)
+    for module in (reference, fast):
+        parametrize.register_parametrization(module, "weight_hh_l0", Doubled())
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    expected, got = reference(x)[0], fast(x)[0]
+    torch.testing.assert_close(got, expected)
+    expected.sum().backward()
+    got.sum().backward()
+    torch.testing.assert_close(fast.parametrizations.weight_hh_l0.original.grad,
+                               reference.parametrizations.weight_hh_l0.original.grad)
+
+
+@pytest.mark.parametrize("apply", [
+    lambda m: parametrizations.weight_norm(m, name="weight_hh_l0"),
+    lambda m: parametrizations.orthogonal(m, name="weight_hh_l0"),
+    lambda m: parametrizations.spectral_norm(m, name="weight_hh_l0"),
+], ids=["weight_norm", "orthogonal", "spectral_norm"])
+def test_library_parametrizations(apply):
+    reference, fast = make_pair("lstm", 4, 6)
+    for module in (reference, fast):
+        torch.manual_seed(1)  # spectral_norm draws its power-iteration vectors
+        apply(module)
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    reference.eval(), fast.eval()  # spectral_norm: no power iteration, the same sigma
+    torch.testing.assert_close(fast(x)[0], reference(x)[0])
+
+
+def test_swapped_parameter_is_used():
+    reference, fast = make_pair("gru", 4, 6)
+    new_weight = torch.randn(18, 6, dtype=torch.float64)
+    reference.weight_hh_l0 = nn.Parameter(new_weight.clone())
+    fast.weight_hh_l0 = nn.Parameter(new_weight.clone())
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    torch.testing.assert_close(fast(x)[0], reference(x)[0])
+    fast(x)[0].sum().backward()
+    assert fast.weight_hh_l0.grad is not None
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
+def test_functional_call_and_torch_func_grad(kind):
+    reference, fast = make_pair(kind, 4, 6)
+    torch.manual_seed(3)
+    params = {name: torch.randn_like(p) for name, p in reference.named_parameters()}
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    call = torch.func.functional_call
+    torch.testing.assert_close(call(fast, params, (x,))[0], call(reference, params, (x,))[0])
+
+    def loss(module):
+        return lambda p: call(module, p, (x,))[0].square().sum()
+
+    expected = torch.func.grad(loss(reference))(params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the torch.nn fallback under torch.func says so once
+        got = torch.func.grad(loss(fast))(params)
+    for name in params:
+        torch.testing.assert_close(got[name], expected[name], msg=name)
+
+
+def test_torch_func_grad_on_reset_before_gru_is_a_clear_error():
+    gru = fastrnn.GRU(4, 6, reset_after=False)
+    params = dict(gru.named_parameters())
+    x = torch.randn(5, 2, 4)
+    with pytest.raises(RuntimeError, match="torch.func transforms .* no reset_after=False"):
+        torch.func.grad(lambda p: torch.func.functional_call(gru, p, (x,))[0].sum())(params)
+
+
+# ---------------------------------------------------------------- 2. double backward
+
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
+def test_create_graph_first_order_matches_torch(kind):
+    reference, fast = make_pair(kind, 4, 6)
+    x = torch.randn(5, 2, 4, dtype=torch.float64, requires_grad=True)
+    expected, = torch.autograd.grad(reference(x)[0].square().sum(), x, create_graph=True)
+    got, = torch.autograd.grad(fast(x)[0].square().sum(), x, create_graph=True)
+    torch.testing.assert_close(got, expected)
+    assert got.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"])
+def test_double_backward_raises_instead_of_a_wrong_result(kind):
+    _, fast = make_pair(kind, 4, 6)
+    x = torch.randn(5, 2, 4, dtype=torch.float64, requires_grad=True)
+    grad, = torch.autograd.grad(fast(x)[0].square().sum(), x, create_graph=True)
+    penalty = grad.square().sum()
+    with pytest.raises(RuntimeError, match="double backward .* fastrnn.to_torch"):
+        penalty.backward()
+
+
+@pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
+def test_gradgradcheck_raises(op):
+    g = {"lstm": 4, "gru": 3, "rnn": 1}[op]
+    torch.manual_seed(0)
+    gates = torch.randn(3, 2, g * 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    w_hh = torch.randn(g * 4, 4, dtype=torch.float64, requires_grad=True)
+    if op == "lstm":
+        c0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+        inputs = (gates, h0, c0, w_hh)
+        f = lambda *a: ops.lstm_forward(*a, None, None, None, False, True)[0]  # noqa: E731
+    elif op == "gru":
+        inputs = (gates, h0, w_hh)
+        f = lambda *a: ops.gru_forward(*a, None, None, False, True, True)[0]  # noqa: E731
+    else:
+        inputs = (gates, h0, w_hh)
+        f = lambda *a: ops.rnn_forward(*a, None, None, False, "tanh", True)[0]  # noqa: E731
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.gradgradcheck(f, inputs)
+
+
+# ---------------------------------------------------------------- 3. meta and mixed devices
+
+PARAMETER_NAMES = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0", "weight_hr_l0",
+                   "weight_hh_l1_reverse", "bias_hh_l1_reverse"]
+
+
+@pytest.mark.parametrize("name", PARAMETER_NAMES)
+def test_parameter_left_on_meta_is_named(name):
+    lstm = fastrnn.LSTM(4, 6, num_layers=2, bidirectional=True, proj_size=3)
+    meta = nn.Parameter(torch.empty_like(getattr(lstm, name), device="meta"))
+    setattr(lstm, name, meta)
+    with pytest.raises(ValueError, match=f"{name} is on meta but the input is on cpu"):
+        lstm(torch.randn(5, 2, 4))
+
+
+def test_meta_init_then_partial_load_raises():
+    with torch.device("meta"):
+        gru = fastrnn.GRU(4, 6)
+    state = fastrnn.GRU(4, 6).state_dict()
+    del state["bias_hh_l0"]
+    gru.load_state_dict(state, assign=True, strict=False)
+    with pytest.raises(ValueError, match="bias_hh_l0 is on meta"):
+        gru(torch.randn(5, 2, 4))
+
+
+def _meta_variants(args):
+    """Each tensor argument in turn moved to the meta device."""
+    for i, arg in enumerate(args):
+        if isinstance(arg, torch.Tensor):
+            changed = list(args)
+            changed[i] = arg.to("meta")
+            yield i, changed
+
+
+@pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
+def test_raw_op_with_any_argument_on_meta_raises(op):
+    g = {"lstm": 4, "gru": 3, "rnn": 1}[op]
+    gates, h0, w_hh = torch.randn(3, 2, g * 4), torch.zeros(2, 4), torch.randn(g * 4, 4)
+    bias, lengths = torch.zeros(g * 4), torch.tensor([3, 1])
+    if op == "lstm":
+        call, args = ops.lstm_forward, [gates, h0, torch.zeros(2, 4), w_hh, bias, None, lengths,
+                                        False, True]
+    elif op == "gru":
+        call, args = ops.gru_forward, [gates, h0, w_hh, bias, lengths, False, True, True]
+    else:
+        call, args = ops.rnn_forward, [gates, h0, w_hh, bias, lengths, False, "tanh", True]
+    saved = call(*args)
+    for _, changed in _meta_variants(args):
+        if changed[0].device.type == "meta":
+            continue  # all-meta input_gates with CPU rest: also mixed, checked below
+        with pytest.raises(RuntimeError, match="is on meta but input_gates is on cpu"):
+            call(*changed)
+    with pytest.raises(RuntimeError, match="is on cpu but input_gates is on meta"):
+        call(gates.to("meta"), *args[1:])
+    # the backward operators too
+    if op == "lstm":
+        back, bargs = ops.lstm_backward, [saved[0], None, None, w_hh, None, *saved[3:],
+                                          lengths, False]
+    elif op == "gru":
+        back, bargs = ops.gru_backward, [saved[0], None, w_hh, *saved[2:], lengths, False, True]
+    else:
+        back, bargs = ops.rnn_backward, [saved[0], None, w_hh, saved[2], lengths, False, "tanh"]
+    back(*bargs)  # all on the CPU: fine
+    for i, changed in _meta_variants(bargs):
+        with pytest.raises(RuntimeError, match="is on (meta|cpu) but hs is on (cpu|meta)"):
+            back(*changed)
+
+
+# ---------------------------------------------------------------- 4. NaN and Inf
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("where", ["input", "state", "grad"])
+def test_nan_and_inf_propagate_like_torch(kind, dtype, value, where):
+    # H = 20: the SIMD body (16 or 8 lanes) and the scalar tail both take part.
+    reference, fast = make_pair(kind, 3, 20, dtype=dtype)
+    with torch.no_grad():  # the input reaches every unit through input feature 0 only
+        reference.weight_ih_l0.zero_()
+        reference.weight_ih_l0[:, 0] = 1.0
+    fast.load_state_dict(reference.state_dict())
+    x = torch.randn(4, 2, 3, dtype=dtype)
+    h0 = torch.randn(1, 2, 20, dtype=dtype)
+    if where == "input":
+        x[1, 0, 0] = value
+    if where == "state":
+        h0[0, 1, 18] = value  # a tail column
+    hx = (h0, torch.zeros_like(h0)) if kind == "lstm" else h0
+    grad = torch.randn(4, 2, 20, dtype=dtype)
+    if where == "grad":
+        grad[2, 1, 17] = value
+    results = []
+    for module in (reference, fast):
+        xr = x.clone().requires_grad_()
+        out = module(xr, hx)[0]
+        out.backward(grad)
+        results.append((out.detach(), xr.grad))
+    for expected, got in zip(results[0], results[1]):
+        assert torch.equal(expected.isnan(), got.isnan())
+        assert torch.equal(expected.isposinf(), got.isposinf())
+        assert torch.equal(expected.isneginf(), got.isneginf())
+        finite = expected.isfinite()
+        torch.testing.assert_close(got[finite], expected[finite], atol=1e-4, rtol=1e-4)
+
+
+def test_relu_rnn_keeps_nan_in_the_scalar_tail():
+    """The direct case of the bug: a NaN pre-activation in the last H mod 16 columns."""
+    gates = torch.zeros(1, 1, 20)
+    gates[0, 0, 19] = float("nan")
+    out = ops.rnn_forward(gates, torch.zeros(1, 20), torch.zeros(20, 20), None, None, False,
+                          "relu", False)[0]
+    assert torch.isnan(out[0, 0, 19])
+    assert torch.equal(out[0, 0, :19], torch.zeros(19))
+
+
+# ---------------------------------------------------------------- 5. batch size 0
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_empty_batch_forward_and_backward(kind, batch_first):
+    reference, fast = make_pair(kind, 4, 6, num_layers=2, bidirectional=True,
+                                batch_first=batch_first)
+    shape = (0, 3, 4) if batch_first else (3, 0, 4)
+    results = []
+    for module in (reference, fast):
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        got = outputs_of(module(x))
+        sum(t.sum() for t in got).backward()
+        results.append(([t.shape for t in got], x.grad.shape,
+                        [p.grad.clone() for p in module.parameters()]))
+    assert results[0][:2] == results[1][:2]
+    for expected, got in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(got, expected)
+
+
+def test_zero_time_steps_raise_like_torch():
+    with pytest.raises(ValueError, match="no time steps"):
+        fastrnn.GRU(4, 6)(torch.randn(0, 2, 4))
+    with pytest.raises(RuntimeError):
+        nn.GRU(4, 6)(torch.randn(0, 2, 4))
+
+
+# ---------------------------------------------------------------- 6. C++ argument checks
+
+def _lstm_saved(proj):
+    torch.manual_seed(0)
+    H, P = 6, (3 if proj else 6)
+    w_hr = torch.randn(P, H) if proj else None
+    result = ops.lstm_forward(torch.randn(5, 2, 4 * H), torch.zeros(2, P), torch.zeros(2, H),
+                              torch.randn(4 * H, P), None, w_hr, None, False, True)
+    return result, torch.randn(4 * H, P), w_hr
+
+
+def test_lstm_backward_without_w_hr_on_projected_history():
+    result, w_hh, _ = _lstm_saved(proj=True)
+    with pytest.raises(RuntimeError, match="without w_hr the saved hs must be"):
+        ops.lstm_backward(result[0], None, None, w_hh, None, *result[3:], None, False)
+
+
+def test_lstm_projection_of_size_zero():
+    with pytest.raises(RuntimeError, match=r"w_hr must be 2-D \[P, H\] with P >= 1"):
+        ops.lstm_forward(torch.randn(5, 2, 24), torch.zeros(2, 0), torch.zeros(2, 6),
+                         torch.randn(24, 0), None, torch.randn(0, 6), None, False, False)
+    with pytest.raises(RuntimeError, match=r"w_hr must be 2-D \[P, H\] with P >= 1, got shape "
+                                           r"\[\]"):
+        ops.lstm_forward(torch.randn(5, 2, 24), torch.zeros(2, 6), torch.zeros(2, 6),
+                         torch.randn(24, 6), None, torch.tensor(1.0), None, False, False)
+
+
+def _strided(t):
+    """The same values through a non-contiguous view (every other element of a larger one)."""
+    big = torch.empty(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype)
+    view = big[..., ::2]
+    view.copy_(t)
+    assert not view.is_contiguous()
+    return view
+
+
+def test_strided_and_broadcast_lengths_and_saved_tensors():
+    torch.manual_seed(0)
+    gates, h0, w_hh = torch.randn(5, 3, 18), torch.randn(3, 6), torch.randn(18, 6)
+    lengths = torch.tensor([5, 2, 4])
+    expected = ops.gru_forward(gates, h0, w_hh, None, lengths, False, True, True)
+    strided_lengths = torch.tensor([[5, 0], [2, 0], [4, 0]])[:, 0]
+    assert not strided_lengths.is_contiguous()
+    got = ops.gru_forward(gates, h0, w_hh, None, strided_lengths, False, True, True)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b)
+    # stride-0: every sequence of full length
+    full = ops.gru_forward(gates, h0, w_hh, None, None, False, True, True)
+    broadcast = torch.tensor([5]).expand(3)
+    for a, b in zip(ops.gru_forward(gates, h0, w_hh, None, broadcast, False, True, True), full):
+        torch.testing.assert_close(a, b)
+    # saved tensors handed back strided
+    grad = torch.randn(5, 3, 6)
+    want = ops.gru_backward(grad, None, w_hh, *expected[2:], lengths, False, True)
+    hs, saved_gates, extra = (_strided(t) for t in expected[2:])
+    got = ops.gru_backward(grad, None, w_hh, hs, saved_gates, extra, strided_lengths, False,
+                           True)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_lstm_and_rnn_backward_with_strided_saved_tensors():
+    (result, w_hh, w_hr) = _lstm_saved(proj=True)
+    grad = torch.randn(5, 2, 3)
+    want = ops.lstm_backward(grad, None, None, w_hh, w_hr, *result[3:], None, False)
+    got = ops.lstm_backward(grad, None, None, w_hh, w_hr, *(_strided(t) for t in result[3:]),
+                            None, False)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+    w = torch.randn(6, 6)
+    saved = ops.rnn_forward(torch.randn(5, 2, 6), torch.zeros(2, 6), w, None, None, False,
+                            "tanh", True)
+    grad = torch.randn(5, 2, 6)
+    want = ops.rnn_backward(grad, None, w, saved[2], None, False, "tanh")
+    got = ops.rnn_backward(grad, None, w, _strided(saved[2]), None, False, "tanh")
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
+def test_backward_dtypes_are_named():
+    gates = torch.randn(5, 2, 18)
+    saved = ops.gru_forward(gates, torch.zeros(2, 6), torch.randn(18, 6), None, None, False,
+                            True, True)
+    hs, g, extra = saved[2:]
+    w = torch.randn(18, 6)
+    with pytest.raises(RuntimeError, match="hs must be Float on cpu, got Double"):
+        ops.gru_backward(None, None, w, hs.double(), g, extra, None, False, True)
+    with pytest.raises(RuntimeError, match="extra must be Float"):
+        ops.gru_backward(None, None, w, hs, g, extra.double(), None, False, True)
+    with pytest.raises(RuntimeError, match="grad_output must be Float on cpu like w_hh, got "
+                                           "Double"):
+        ops.gru_backward(torch.randn(5, 2, 6, dtype=torch.float64), None, w, hs, g, extra,
+                         None, False, True)
+    (result, w_hh, w_hr) = _lstm_saved(proj=True)
+    with pytest.raises(RuntimeError, match="w_hr must be Float on cpu like w_hh, got Double"):
+        ops.lstm_backward(None, None, None, w_hh, w_hr.double(), *result[3:], None, False)
+
+
+# ---------------------------------------------------------------- 7. malformed PackedSequence
+
+@pytest.mark.parametrize("batch_sizes,message", [
+    ([3, -1], "must be positive"),
+    ([3, 0], "must be positive"),
+    ([2, 3], "must be non-increasing"),
+    ([3, 1], "sum to 4 but its data has 5 rows"),
+    ([], "is empty"),
+])
+def test_malformed_batch_sizes(batch_sizes, message):
+    gru = fastrnn.GRU(2, 3)
+    packed = PackedSequence(torch.randn(5, 2), torch.tensor(batch_sizes, dtype=torch.int64))
+    with pytest.raises(ValueError, match=message):
+        gru(packed)
+
+
+def test_packed_with_wrong_indices():
+    gru = fastrnn.GRU(2, 3)
+    packed = pack_padded_sequence(torch.randn(4, 3, 2), torch.tensor([4, 2, 3]),
+                                  enforce_sorted=False)
+    bad = PackedSequence(packed.data, packed.batch_sizes, packed.sorted_indices[:2],
+                         packed.unsorted_indices[:2])
+    with pytest.raises(ValueError, match=r"sorted_indices must have shape \(3,\)"):
+        gru(bad)
+
+
+# ---------------------------------------------------------------- 8. CPU autocast
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("amp_dtype", [torch.bfloat16, torch.float16])
+def test_cpu_autocast_returns_torch_nn_dtypes(kind, amp_dtype):
+    reference, fast = make_pair(kind, 4, 6, dtype=torch.float32)
+    x = torch.randn(5, 2, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=amp_dtype):
+        try:
+            expected = outputs_of(reference(x))
+        except RuntimeError:  # torch.nn's oneDNN LSTM has no float16 primitive here
+            expected = None
+        got = outputs_of(fast(x))
+    plain = outputs_of(fast(x))  # float32, no autocast
+    for i, (g, p) in enumerate(zip(got, plain)):
+        if expected is not None:
+            assert g.dtype == expected[i].dtype
+        torch.testing.assert_close(g, p.to(g.dtype))
+    sum(t.float().sum() for t in got).backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32
+
+
+# ---------------------------------------------------------------- 9. errors name the parameter
+
+def test_wrong_dtype_parameter_is_named():
+    lstm = fastrnn.LSTM(4, 6, num_layers=2)
+    lstm.weight_hh_l1.data = lstm.weight_hh_l1.data.double()
+    with pytest.raises(TypeError, match="fastrnn.LSTM: weight_hh_l1 has dtype torch.float64"):
+        lstm(torch.randn(5, 2, 4))
+
+
+def test_wrong_shape_parameter_is_named():
+    gru = fastrnn.GRU(4, 6)
+    gru.weight_hh_l0 = nn.Parameter(torch.randn(18, 5))
+    with pytest.raises(ValueError, match=r"fastrnn.GRU: weight_hh_l0 must have shape \(18, 6\), "
+                                         r"got \(18, 5\)"):
+        gru(torch.randn(5, 2, 4))
+
+
+def test_zero_dim_projection_weight():
+    lstm = fastrnn.LSTM(4, 6, proj_size=2)
+    lstm.weight_hr_l0 = nn.Parameter(torch.tensor(1.0))
+    with pytest.raises(ValueError, match=r"weight_hr_l0 must have shape \(2, 6\), got \(\)"):
+        lstm(torch.randn(5, 2, 4))
+
+
+# ---------------------------------------------------------------- 10. compile with packed input
+
+def test_compile_with_packed_input():
+    torch._dynamo.reset()
+    gru = fastrnn.GRU(2, 3, num_layers=2)
+    packed = pack_padded_sequence(torch.randn(4, 3, 2), torch.tensor([4, 2, 3]),
+                                  enforce_sorted=False)
+    expected = gru(packed)
+    got = torch.compile(gru, backend="aot_eager")(packed)
+    torch.testing.assert_close(got[0].data, expected[0].data)
+    torch.testing.assert_close(got[1], expected[1])
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match="PackedSequence input runs outside the compiled graph"):
+        torch.compile(gru, backend="aot_eager", fullgraph=True)(packed)
+    torch._dynamo.reset()
+
+
+# ---------------------------------------------------------------- 11. TorchScript and to_torch
+
+def test_torchscript_gives_a_clear_error():
+    model = nn.Sequential(fastrnn.LSTM(4, 6))
+    with pytest.raises(RuntimeError, match="cannot be compiled by TorchScript.*to_torch"):
+        torch.jit.script(model)
+
+
+def test_to_torch_converts_back_with_the_same_parameters():
+    model = nn.Sequential(fastrnn.LSTM(4, 6, proj_size=2), fastrnn.GRU(2, 3))
+    params = [id(p) for p in model.parameters()]
+    x = torch.randn(5, 2, 4)
+    lstm_out = model[0](x)[0]
+    expected = model[1](lstm_out)[0]
+    fastrnn.to_torch(model)
+    assert type(model[0]) is nn.LSTM and type(model[1]) is nn.GRU
+    assert [id(p) for p in model.parameters()] == params
+    torch.testing.assert_close(model[1](model[0](x)[0])[0], expected)
+    torch.jit.script(model[1])  # compiles now (no fastrnn layer left)
+    traced = torch.jit.trace(model[1], lstm_out)
+    torch.testing.assert_close(traced(lstm_out)[0], expected)
+    assert fastrnn.convert(model) is model and type(model[0]) is fastrnn.LSTM
+
+
+def test_to_torch_refuses_the_reset_before_gru():
+    model = nn.Sequential(fastrnn.LSTM(4, 6), fastrnn.GRU(6, 3, reset_after=False))
+    with pytest.raises(ValueError, match="reset_after=False has no torch.nn equivalent"):
+        fastrnn.to_torch(model)
+    assert type(model[0]) is fastrnn.LSTM  # nothing changed
+
+
+# ---------------------------------------------------------------- fake kernels
+
+def test_fake_backward_returns_the_cuda_kernels_dtypes():
+    """On CUDA, half storage keeps float32 gates and cell states; the empty grad_w_hr of an
+    unprojected LSTM comes back in the storage dtype."""
+    meta = dict(device="meta")
+    hs = torch.empty(6, 2, 4, dtype=torch.float16, **meta)
+    cs = torch.empty(6, 2, 4, dtype=torch.float32, **meta)
+    gates = torch.empty(5, 2, 16, dtype=torch.float32, **meta)
+    w_hh = torch.empty(16, 4, dtype=torch.float16, **meta)
+    grads = _ops._lstm_backward_fake(None, None, None, w_hh, None, hs, cs, gates,
+                                     torch.empty(0, dtype=torch.float16, **meta), None, False)
+    assert [g.dtype for g in grads] == [torch.float16] * 6
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_opcheck_with_empty_batch(cell):
+    g = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    args = [torch.randn(3, 0, g * 4, dtype=torch.float64, requires_grad=True),
+            torch.zeros(0, 4, dtype=torch.float64, requires_grad=True)]
+    if cell == "lstm":
+        args += [torch.zeros(0, 4, dtype=torch.float64, requires_grad=True)]
+    args += [torch.randn(g * 4, 4, dtype=torch.float64, requires_grad=True), None]
+    tail = {"lstm": [None, None, False, True], "gru": [None, False, True, True],
+            "rnn": [None, False, "tanh", True]}[cell]
+    op = {"lstm": ops.lstm_forward, "gru": ops.gru_forward, "rnn": ops.rnn_forward}[cell]
+    torch.library.opcheck(op, args + tail)
+
