@@ -175,6 +175,7 @@ def run_case(case, device, dtype, repeats, warmup, modes):
 
 
 PRESETS = ("quick", "seed", "long", "device")
+MODES = ("forward", "forward+backward")  # generation cases always run their "generate"
 
 
 def preset_cases(preset, cells):
@@ -183,13 +184,13 @@ def preset_cases(preset, cells):
     seed    the handout's stacks: its classifier (4-layer bidirectional GRU, I=E_DIM=128),
             character model (3 layers) and sorter (4 layers, T=32), at T=256, B=64, H=512
     long    long sequences: T=2048, B=16, I=128, H=256
-    device  the GPU check against cuDNN: 1 and 4 bidirectional layers at B=64, and B=1, 8
+    device  the GPU check against cuDNN: LSTM and both GRUs, 1 and 4 bidirectional layers,
+            B=1, 8, 64, at T=256, I=128, H=512
     """
     cases = []
     if preset == "device":
-        for cell in cells:
-            cases += [Case(cell, 256, 64, 128, 512, 1, True), Case(cell, 256, 64, 128, 512, 4, True),
-                      Case(cell, 256, 1, 128, 512), Case(cell, 256, 8, 128, 512)]
+        cases += [Case(cell, 256, batch, 128, 512, layers, True)
+                  for cell in cells for layers in (1, 4) for batch in (1, 8, 64)]
     elif preset == "seed":
         cases += [Case("gru", 256, 64, 128, 512, 4, True, label="classifier"),
                   Case("gru_cho", 256, 64, 128, 512, 4, True, label="classifier (Cho GRU)"),
@@ -210,11 +211,11 @@ def preset_cases(preset, cells):
 
 def select_cases(args):
     cells = args.cells.split(",") if args.cells else (
-        ["lstm", "gru"] if args.preset == "device" else list(CELLS))
+        ["lstm", "gru", "gru_cho"] if args.preset == "device" else list(CELLS))
     for cell in cells:
         if cell not in CELLS:
             raise SystemExit(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
-    if args.seq or args.batch or args.hidden or args.input or args.layers:
+    if args.seq or args.batch or args.hidden or args.input or args.layers or args.bidirectional:
         return [Case(cell, args.seq or 256, args.batch or 64, args.input or 128,
                      args.hidden or 512, args.layers or 1, args.bidirectional)
                 for cell in cells]
@@ -282,8 +283,12 @@ def run(argv=None):
     parser.add_argument("--hidden", type=int, help="hidden size H")
     parser.add_argument("--layers", type=int, help="number of layers")
     parser.add_argument("--bidirectional", action="store_true")
-    parser.add_argument("--modes", default="forward,forward+backward")
+    parser.add_argument("--modes", default="forward,forward+backward",
+                        help="comma-separated, from: " + ",".join(MODES))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tf32", choices=["off", "on"], default="off",
+                        help="CUDA float32: TF32 tensor cores for both sides (cuDNN's "
+                             "recurrent GEMMs and fastrnn's cuBLAS ones), or for neither")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64",
                                                                 "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=7)
@@ -291,29 +296,49 @@ def run(argv=None):
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--png", help="also draw the speed-ups as a chart in this PNG file")
     args = parser.parse_args(argv)
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
-    torch.manual_seed(0)
-    results = []
-    for case in select_cases(args):
-        results += run_case(case, device, dtype, args.repeats, args.warmup,
-                            args.modes.split(","))
-        print(f"  done: {case.describe()}", flush=True)
+    precision = args.dtype
+    if device.type == "cuda":
+        # Both sides alike: cuDNN reads the cudnn flag, fastrnn's cuBLAS GEMMs the matmul one.
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = \
+            args.tf32 == "on"
+        if dtype == torch.float32:
+            precision += f", TF32 {args.tf32} (cuDNN and cuBLAS)"
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
-             f"{machine_description(device)}, {args.dtype}, median of {args.repeats}")
+             f"{machine_description(device)}, {precision}, median of {args.repeats}")
+    torch.manual_seed(0)
+    cases = select_cases(args)
+    results = []
+    began = time.perf_counter()
+    for k, case in enumerate(cases, 1):
+        results += run_case(case, device, dtype, args.repeats, args.warmup, modes)
+        elapsed = time.perf_counter() - began
+        eta = elapsed / k * (len(cases) - k)
+        print(f"[{k}/{len(cases)}] {case.describe()}: {elapsed:.0f} s elapsed, "
+              f"about {eta:.0f} s to go", flush=True)
+        if args.json:  # after every case, so a run cut short still leaves its numbers
+            write_json(args.json, title, results)
     print(format_table(results, title))
     if args.png:
         draw_chart(results, title, args.png)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"title": title, "results": [
-                {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
-                 "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
-                 "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
-                for r in results]}, f,
-                indent=2)
     return results
+
+
+def write_json(path, title, results):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump({"title": title, "results": [
+            {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
+             "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
+             "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
+            for r in results]}, f, indent=2)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -224,6 +224,22 @@ class SortTask:
 
 
 TASKS = {"classify": ClassifyTask, "charlm": CharLMTask, "sort": SortTask}
+# The flags that choose a task's data, saved in its checkpoints so that `evaluate` sees the
+# data the model was trained on; the values are the defaults of checkpoints without them.
+DATA_FLAGS = {
+    "classify": dict(data=None, max_len=256, non_ascii="error"),
+    "charlm": dict(text=None, seq=128, non_ascii="error"),
+    "sort": dict(length=32, values=32),
+}
+
+
+def data_settings(args):
+    """The task's data flags as given, with file paths made absolute."""
+    settings = {name: getattr(args, name) for name in DATA_FLAGS[args.task]}
+    for name in ("data", "text"):
+        if settings.get(name):
+            settings[name] = os.path.abspath(settings[name])
+    return settings
 DEFAULTS = {  # a few minutes each on two cores; --seed-sizes gives the handout's sizes
     "classify": dict(hidden=128, layers=2, steps=1500, batch=32, lr=3e-3, seed_layers=4),
     "charlm": dict(hidden=256, layers=2, steps=1500, batch=32, lr=3e-3, seed_layers=3),
@@ -270,6 +286,41 @@ def unwrap(model):
 
 # ---------------------------------------------------------------- checkpoints
 
+def gather_carry(carry, ctx):
+    """Every rank's carried state (truncated BPTT), on the CPU, as a list indexed by rank:
+    each rank reads its own streams, so each carries its own state. A collective: all ranks
+    call it."""
+    def to_cpu(c):
+        if c is None:
+            return None
+        return tuple(t.cpu() for t in c) if isinstance(c, (list, tuple)) else c.cpu()
+    if ctx.world == 1:
+        return [to_cpu(carry)]
+    gathered = [None] * ctx.world
+    dist.all_gather_object(gathered, to_cpu(carry))
+    return gathered
+
+
+def carry_for_rank(saved, ctx):
+    """This rank's carried state from a checkpoint, on its device; None (start the streams
+    afresh) when the checkpoint was written by a different number of processes."""
+    if saved is None:
+        return None
+    if not isinstance(saved, list):  # a checkpoint from before per-rank states: rank 0's
+        saved = [saved]
+    if len(saved) != ctx.world:
+        if ctx.main:
+            print(f"the checkpoint carries state for {len(saved)} process(es), this run has "
+                  f"{ctx.world}: the truncated-BPTT state starts afresh")
+        return None
+    carry = saved[ctx.rank]
+    if carry is None:
+        return None
+    if isinstance(carry, (list, tuple)):
+        return tuple(c.to(ctx.device) for c in carry)
+    return carry.to(ctx.device)
+
+
 def save_checkpoint(path, payload):
     """Written to a temporary file first, then renamed: never a half-written checkpoint."""
     tmp = f"{path}.tmp{os.getpid()}"
@@ -301,10 +352,7 @@ def train(args):
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, carry = state["step"], state.get("carry")
-        if carry is not None:
-            carry = tuple(c.to(ctx.device) for c in carry) if isinstance(carry, (list, tuple)) \
-                else carry.to(ctx.device)
+        start, carry = state["step"], carry_for_rank(state.get("carry"), ctx)
         if ctx.main:
             print(f"resumed {path} at step {start}")
     model = wrap(model, ctx)
@@ -324,11 +372,14 @@ def train(args):
             bar.update(1)
             bar.set_postfix(loss=f"{loss_avg:.3f}")
         done = step + 1
-        if ctx.main and (done % args.save_every == 0 or done == args.steps):
-            save_checkpoint(path, {"task": args.task, "config": task.config,
-                                   "model": unwrap(model).state_dict(),
-                                   "optimizer": optimizer.state_dict(), "step": done,
-                                   "carry": carry, "seed": args.seed})
+        if done % args.save_every == 0 or done == args.steps:
+            carries = gather_carry(carry, ctx)  # every rank takes part
+            if ctx.main:
+                save_checkpoint(path, {"task": args.task, "config": task.config,
+                                       "data": data_settings(args),
+                                       "model": unwrap(model).state_dict(),
+                                       "optimizer": optimizer.state_dict(), "step": done,
+                                       "carry": carries, "seed": args.seed})
     if bar:
         bar.close()
     result = None
@@ -346,7 +397,15 @@ def train(args):
 def evaluate(args):
     state = load_checkpoint(args.checkpoint)
     args.task = state["task"]
-    # The network's sizes come from the checkpoint; the task only needs its data flags.
+    # The network's sizes come from the checkpoint, and so do the data flags it was trained
+    # with; a flag given here overrides the saved one.
+    saved = {**DATA_FLAGS[args.task], **state.get("data", {})}
+    for name, value in saved.items():
+        given = getattr(args, name, None)
+        if given is not None and given != value:
+            print(f"evaluating with --{name.replace('_', '-')} {given} (the model was trained "
+                  f"with {value})")
+        setattr(args, name, value if given is None else given)
     for name, default in (("hidden", 0), ("layers", 0), ("reset_before", False),
                           ("cell", "lstm")):
         setattr(args, name, getattr(args, name, default))
@@ -377,12 +436,12 @@ def parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(q):
+    def common(q, non_ascii_default="error"):
         q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--torch-layers", action="store_true",
                        help="build the network from torch.nn's layers instead of fastrnn's")
-        q.add_argument("--non-ascii", choices=["error", "replace"], default="error",
+        q.add_argument("--non-ascii", choices=["error", "replace"], default=non_ascii_default,
                        help="what to do with non-ASCII characters in your own data")
 
     for name in TASKS:
@@ -412,15 +471,16 @@ def parser():
         if name == "sort":
             q.add_argument("--length", type=int, default=32)
             q.add_argument("--values", type=int, default=32)
-    q = sub.add_parser("evaluate", help="evaluate a checkpoint")
+    q = sub.add_parser("evaluate", help="evaluate a checkpoint (on the data settings it was "
+                       "trained with, unless given here)")
     q.add_argument("checkpoint")
-    common(q)
+    common(q, non_ascii_default=None)
     q.add_argument("--data")
     q.add_argument("--text")
-    q.add_argument("--max-len", type=int, default=256)
-    q.add_argument("--seq", type=int, default=128)
-    q.add_argument("--length", type=int, default=32)
-    q.add_argument("--values", type=int, default=32)
+    q.add_argument("--max-len", type=int)
+    q.add_argument("--seq", type=int)
+    q.add_argument("--length", type=int)
+    q.add_argument("--values", type=int)
     q = sub.add_parser("generate", help="sample text from a charlm checkpoint")
     q.add_argument("checkpoint")
     common(q)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import fastrnn
+from conftest import DEVICES
 
 
 class Tagger(torch.nn.Module):
@@ -20,10 +21,11 @@ class Tagger(torch.nn.Module):
     lambda: fastrnn.LSTM(4, 8, num_layers=2, bidirectional=True, batch_first=True),
     lambda: fastrnn.GRU(4, 8, bidirectional=True, reset_after=False),
 ], ids=["lstm", "gru_reset_before"])
-def test_compile_fullgraph_forward_and_backward(make_rnn):
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_forward_and_backward(make_rnn, device):
     torch.manual_seed(0)
-    model = Tagger(make_rnn())
-    x = torch.randn(3, 6, 4, requires_grad=True)
+    model = Tagger(make_rnn()).to(device)
+    x = torch.randn(3, 6, 4, device=device, requires_grad=True)
     expected = model(x)
     expected_grads = torch.autograd.grad(expected.square().sum(), [x] + list(model.parameters()))
 
@@ -35,10 +37,11 @@ def test_compile_fullgraph_forward_and_backward(make_rnn):
         torch.testing.assert_close(a, b)
 
 
-def test_compile_fullgraph_inductor_inference():
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_fullgraph_inductor_inference(device):
     torch.manual_seed(0)
-    model = Tagger(fastrnn.GRU(4, 8, bidirectional=True)).eval()
-    x = torch.randn(6, 3, 4)
+    model = Tagger(fastrnn.GRU(4, 8, bidirectional=True)).eval().to(device)
+    x = torch.randn(6, 3, 4, device=device)
     with torch.no_grad():
         expected = model(x)
         got = torch.compile(model, fullgraph=True)(x)

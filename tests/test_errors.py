@@ -77,7 +77,7 @@ def test_packed_with_wrong_feature_size():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_device_mismatch():
+def test_gpu_device_mismatch():
     gru = fastrnn.GRU(4, 6)
     with pytest.raises(ValueError, match="weight_ih_l0 is on cpu but the input is on cuda:0"):
         gru(torch.randn(3, 2, 4, device="cuda"))

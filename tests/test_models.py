@@ -135,6 +135,51 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         torch.testing.assert_close(a, b.grad, rtol=1e-5, atol=1e-6)
 
 
+def test_evaluate_uses_the_data_settings_it_was_trained_with(tmp_path, capsys):
+    train_cli.main(["sort", "--length", "5", "--values", "7", "--hidden", "16", "--layers",
+                    "1", "--steps", "5", "--batch", "8", "--out", str(tmp_path / "sort"),
+                    "--device", "cpu"])
+    metrics = train_cli.main(["evaluate", str(tmp_path / "sort" / "checkpoint.pt"),
+                              "--device", "cpu"])  # no --values 7 --length 5 needed
+    assert 0.0 <= metrics["per_element"] <= 1.0
+    csv = tmp_path / "sentiment.csv"
+    write_sentiment_csv(csv)
+    train_cli.main(["classify", "--data", str(csv), "--hidden", "8", "--layers", "1",
+                    "--steps", "3", "--batch", "8", "--out", str(tmp_path / "cls"),
+                    "--device", "cpu"])
+    capsys.readouterr()
+    metrics = train_cli.main(["evaluate", str(tmp_path / "cls" / "checkpoint.pt"),
+                              "--device", "cpu"])
+    assert set(metrics["f1"]) == {"negative", "positive"}  # the CSV's classes, not VADER's
+    total = sum(map(sum, metrics["confusion"]))
+    assert total == 40  # the CSV's held-out tenth
+
+
+def _carry_worker(rank, world, init_file, result_file):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                            world_size=world)
+    ctx = train_cli.Context(torch.device("cpu"), rank, world)
+    carry = (torch.full((1, 2, 3), float(rank)), torch.full((1, 2, 3), 10.0 + rank))
+    gathered = train_cli.gather_carry(carry, ctx)
+    if rank == 0:
+        torch.save(gathered, result_file)
+    dist.destroy_process_group()
+
+
+def test_each_rank_saves_and_resumes_its_own_carried_state(tmp_path):
+    result = tmp_path / "carry.pt"
+    mp.spawn(_carry_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2)
+    saved = torch.load(result, weights_only=True)
+    for rank in range(2):
+        ctx = train_cli.Context(torch.device("cpu"), rank, 2)
+        h, c = train_cli.carry_for_rank(saved, ctx)
+        assert torch.equal(h, torch.full((1, 2, 3), float(rank)))
+        assert torch.equal(c, torch.full((1, 2, 3), 10.0 + rank))
+    # a different number of processes starts the streams afresh
+    assert train_cli.carry_for_rank(saved, train_cli.Context(torch.device("cpu"))) is None
+
+
 # ---- bad data
 
 def test_empty_text():

@@ -213,21 +213,21 @@ def test_raw_op_with_any_argument_on_meta_raises(op):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 @pytest.mark.parametrize("where", ["input", "state", "grad"])
-def test_nan_and_inf_propagate_like_torch(kind, dtype, value, where):
+def test_nan_and_inf_propagate_like_torch(device, kind, dtype, value, where):
     # H = 20: the SIMD body (16 or 8 lanes) and the scalar tail both take part.
-    reference, fast = make_pair(kind, 3, 20, dtype=dtype)
+    reference, fast = make_pair(kind, 3, 20, device=device, dtype=dtype)
     with torch.no_grad():  # the input reaches every unit through input feature 0 only
         reference.weight_ih_l0.zero_()
         reference.weight_ih_l0[:, 0] = 1.0
     fast.load_state_dict(reference.state_dict())
-    x = torch.randn(4, 2, 3, dtype=dtype)
-    h0 = torch.randn(1, 2, 20, dtype=dtype)
+    x = torch.randn(4, 2, 3, device=device, dtype=dtype)
+    h0 = torch.randn(1, 2, 20, device=device, dtype=dtype)
     if where == "input":
         x[1, 0, 0] = value
     if where == "state":
         h0[0, 1, 18] = value  # a tail column
     hx = (h0, torch.zeros_like(h0)) if kind == "lstm" else h0
-    grad = torch.randn(4, 2, 20, dtype=dtype)
+    grad = torch.randn(4, 2, 20, device=device, dtype=dtype)
     if where == "grad":
         grad[2, 1, 17] = value
     results = []
@@ -258,13 +258,13 @@ def test_relu_rnn_keeps_nan_in_the_scalar_tail():
 
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("batch_first", [False, True])
-def test_empty_batch_forward_and_backward(kind, batch_first):
-    reference, fast = make_pair(kind, 4, 6, num_layers=2, bidirectional=True,
+def test_empty_batch_forward_and_backward(device, kind, batch_first):
+    reference, fast = make_pair(kind, 4, 6, device=device, num_layers=2, bidirectional=True,
                                 batch_first=batch_first)
     shape = (0, 3, 4) if batch_first else (3, 0, 4)
     results = []
     for module in (reference, fast):
-        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(*shape, device=device, dtype=torch.float64, requires_grad=True)
         got = outputs_of(module(x))
         sum(t.sum() for t in got).backward()
         results.append(([t.shape for t in got], x.grad.shape,
