@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import fastrnn  # noqa: F401  (registers the operators)
+from conftest import DEVICES
 from fastrnn._ops import ops
 
 T, B, H, P = 5, 3, 4, 2
@@ -64,10 +65,17 @@ def test_gradcheck(device, cell, options, reverse, lengths):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+# float16/bfloat16 kernels exist on CUDA only: their opcheck variants run where it is tested.
+LOW_PRECISION = [torch.float16, torch.bfloat16] if "cuda" in DEVICES else []
+
+
 @pytest.mark.parametrize("cell,options", CASES)
 @pytest.mark.parametrize("reverse", [False, True])
-def test_opcheck_forward(device, cell, options, reverse):
-    args = forward_args(cell, options, device, reverse, lengths=True)
+@pytest.mark.parametrize("dtype", [torch.float64] + LOW_PRECISION)
+def test_opcheck_forward(device, cell, options, reverse, dtype):
+    if dtype != torch.float64 and device != "cuda":
+        pytest.skip("float16/bfloat16 kernels exist on CUDA only")
+    args = forward_args(cell, options, device, reverse, lengths=True, dtype=dtype)
     torch.library.opcheck(forward_op(cell), args)
     args[-1] = False  # inference: nothing saved
     no_grad_args = [a.detach() if isinstance(a, torch.Tensor) else a for a in args]
@@ -75,9 +83,13 @@ def test_opcheck_forward(device, cell, options, reverse):
 
 
 @pytest.mark.parametrize("cell,options", CASES)
-def test_opcheck_backward(device, cell, options):
+@pytest.mark.parametrize("dtype", [torch.float64] + LOW_PRECISION)
+def test_opcheck_backward(device, cell, options, dtype):
+    if dtype != torch.float64 and device != "cuda":
+        pytest.skip("float16/bfloat16 kernels exist on CUDA only")
     args = [a.detach() if isinstance(a, torch.Tensor) else a
-            for a in forward_args(cell, options, device, reverse=False, lengths=True)]
+            for a in forward_args(cell, options, device, reverse=False, lengths=True,
+                                  dtype=dtype)]
     result = forward_op(cell)(*args)
     torch.manual_seed(1)
     if cell == "lstm":
