@@ -136,7 +136,8 @@ def cuda_build_settings():
 
 
 def extension():
-    sources = ["csrc/python_module.cpp", "csrc/ops.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    # csrc/*.cpp: the schemas and the device-independent drivers; csrc/cpu: the CPU back-end
+    sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     cuda_sources = sorted(glob.glob("csrc/cuda/*.cpp") + glob.glob("csrc/cuda/*.cu"))
     kwargs = dict(
         name="fastrnn._C",

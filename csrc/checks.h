@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include "cells/common.h"
+
 namespace fastrnn {
 
 // lengths [B] int64, on the data's device, each in [0, T].
@@ -67,12 +69,12 @@ inline at::ScalarType accumulation_dtype(at::ScalarType t) {
 }
 
 // A saved tensor handed back to a backward operator: the shape the forward gave it, the
-// dtype (`like`'s, or its accumulation type) and device. A forward run with training=false
+// dtype (`like`'s, or its accumulation type) and device. A forward run with save_for_backward=false
 // returns 1-D empties, which this rejects.
 inline void check_saved(const char* op, const char* name, const at::Tensor& t,
                         at::IntArrayRef shape, const at::Tensor& like, bool accumulation) {
   TORCH_CHECK(t.sizes() == shape, op, ": ", name, " must be the tensor of shape ", shape,
-              " saved by the forward operator with training=True, got shape ", t.sizes());
+              " saved by the forward operator with save_for_backward=True, got shape ", t.sizes());
   const auto dtype = accumulation ? accumulation_dtype(like.scalar_type()) : like.scalar_type();
   TORCH_CHECK(t.scalar_type() == dtype && t.device() == like.device(), op, ": ", name,
               " must be ", dtype, " on ", like.device(), ", got ", t.scalar_type(), " on ",
@@ -92,7 +94,7 @@ inline void check_grad(const char* op, const char* name, const c10::optional<at:
 
 inline int64_t saved_steps(const char* op, const at::Tensor& hs) {
   TORCH_CHECK(hs.dim() == 3 && hs.size(0) >= 1, op, ": hs must be the [T+1, B, P] tensor "
-              "saved by the forward operator with training=True, got shape ", hs.sizes());
+              "saved by the forward operator with save_for_backward=True, got shape ", hs.sizes());
   return hs.size(0) - 1;
 }
 
@@ -116,69 +118,56 @@ inline c10::optional<at::Tensor> contiguous_or_none(const c10::optional<at::Tens
   return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
 }
 
-// The backward operators' arguments, checked against one another before any kernel runs.
-inline void check_lstm_backward_args(const c10::optional<at::Tensor>& lengths,
-                                     const at::Tensor& w_hh, const c10::optional<at::Tensor>& w_hr,
-                                     const at::Tensor& hs, const at::Tensor& cs,
-                                     const at::Tensor& gates, const at::Tensor& proj_in,
-                                     const c10::optional<at::Tensor>& grad_output,
-                                     const c10::optional<at::Tensor>& grad_h_n,
-                                     const c10::optional<at::Tensor>& grad_c_n) {
+// The arguments every backward operator shares, checked against one another before any
+// kernel runs: the saved state history hs [T+1, B, P], w_hh [G*H, P] (H = P unless w_hr
+// [P, H] projects), the saved gates [T, B, G*H] in the accumulation type (none for the
+// Elman RNN), the incoming gradients and lengths.
+inline void check_backward_args(const char* op, int64_t gates_per_unit,
+                                const c10::optional<at::Tensor>& lengths,
+                                const at::Tensor& w_hh, const at::Tensor& hs,
+                                const at::Tensor* gates,
+                                const c10::optional<at::Tensor>& grad_output,
+                                const c10::optional<at::Tensor>& grad_h_n,
+                                const c10::optional<at::Tensor>& w_hr = c10::nullopt) {
+  const int64_t T = saved_steps(op, hs), B = hs.size(1), P = hs.size(2);
+  check_recurrent_weight(op, w_hh);
+  if (w_hr.has_value()) {
+    TORCH_CHECK(w_hr->dim() == 2 && P >= 1 && w_hr->size(0) == P, op, ": w_hr must be [", P,
+                ", H] with P >= 1, got ", w_hr->sizes());
+    check_like(op, "w_hr", *w_hr, w_hh);
+  }
+  const int64_t H = w_hr.has_value() ? w_hr->size(1) : P;
+  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({gates_per_unit * H, P}), op, ": w_hh must be [",
+              gates_per_unit * H, ", ", P, "], got ", w_hh.sizes());
+  check_saved(op, "hs", hs, {T + 1, B, P}, w_hh, false);
+  if (gates != nullptr) check_saved(op, "gates", *gates, {T, B, gates_per_unit * H}, w_hh, true);
+  check_grad(op, "grad_output", grad_output, {T, B, P}, w_hh);
+  check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh);
+  check_lengths(op, lengths, B, T, w_hh.device());
+}
+
+// What only the LSTM's backward takes: the cell-state history, the projection's input and
+// the gradient of c_n. Run before check_backward_args, so that a projected history handed
+// back without its w_hr gets a message that says so.
+inline void check_lstm_backward_extras(const at::Tensor& w_hh,
+                                       const c10::optional<at::Tensor>& w_hr,
+                                       const at::Tensor& hs, const at::Tensor& cs,
+                                       const at::Tensor& proj_in,
+                                       const c10::optional<at::Tensor>& grad_c_n) {
   const char* op = "fastrnn::lstm_backward";
   const int64_t T = saved_steps(op, hs), B = hs.size(1), P = hs.size(2);
   check_recurrent_weight(op, w_hh);
-  TORCH_CHECK(w_hh.size(0) % 4 == 0 && w_hh.size(0) > 0 && w_hh.size(1) == P, op,
-              ": w_hh must be [4H, ", P, "], got ", w_hh.sizes());
-  const int64_t G = w_hh.size(0), H = G / 4;
-  check_saved(op, "hs", hs, {T + 1, B, P}, w_hh, false);
-  check_saved(op, "cs", cs, {T + 1, B, H}, w_hh, true);
-  check_saved(op, "gates", gates, {T, B, G}, w_hh, true);
-  if (w_hr.has_value()) {
-    TORCH_CHECK(w_hr->dim() == 2 && P >= 1 && w_hr->sizes() == at::IntArrayRef({P, H}), op,
-                ": w_hr must be [", P, ", ", H, "] with P >= 1, got ", w_hr->sizes());
-    check_like(op, "w_hr", *w_hr, w_hh);
-    check_saved(op, "proj_in", proj_in, {T, B, H}, w_hh, false);
-  } else {
+  TORCH_CHECK(w_hh.size(0) % kLstmGates == 0 && w_hh.size(0) > 0, op,
+              ": w_hh must be [4H, P], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(0) / kLstmGates;
+  if (!w_hr.has_value()) {
     TORCH_CHECK(P == H, op, ": without w_hr the saved hs must be [T+1, B, H=", H,
                 "] (a projected forward needs its w_hr), got shape ", hs.sizes());
+  } else {
+    check_saved(op, "proj_in", proj_in, {T, B, H}, w_hh, false);
   }
-  check_grad(op, "grad_output", grad_output, {T, B, P}, w_hh);
-  check_grad(op, "grad_h_n", grad_h_n, {B, P}, w_hh);
+  check_saved(op, "cs", cs, {T + 1, B, H}, w_hh, true);
   check_grad(op, "grad_c_n", grad_c_n, {B, H}, w_hh);
-  check_lengths(op, lengths, B, T, w_hh.device());
-}
-
-inline void check_gru_backward_args(const c10::optional<at::Tensor>& lengths,
-                                     const at::Tensor& w_hh, const at::Tensor& hs,
-                                    const at::Tensor& gates, const at::Tensor& extra,
-                                    const c10::optional<at::Tensor>& grad_output,
-                                    const c10::optional<at::Tensor>& grad_h_n) {
-  const char* op = "fastrnn::gru_backward";
-  const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
-  check_recurrent_weight(op, w_hh);
-  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({3 * H, H}), op, ": w_hh must be [", 3 * H, ", ",
-              H, "], got ", w_hh.sizes());
-  check_saved(op, "hs", hs, {T + 1, B, H}, w_hh, false);
-  check_saved(op, "gates", gates, {T, B, 3 * H}, w_hh, true);
-  check_saved(op, "extra", extra, {T, B, H}, w_hh, false);
-  check_grad(op, "grad_output", grad_output, {T, B, H}, w_hh);
-  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh);
-  check_lengths(op, lengths, B, T, w_hh.device());
-}
-
-inline void check_rnn_backward_args(const c10::optional<at::Tensor>& lengths,
-                                     const at::Tensor& w_hh, const at::Tensor& hs,
-                                    const c10::optional<at::Tensor>& grad_output,
-                                    const c10::optional<at::Tensor>& grad_h_n) {
-  const char* op = "fastrnn::rnn_backward";
-  const int64_t T = saved_steps(op, hs), B = hs.size(1), H = hs.size(2);
-  check_recurrent_weight(op, w_hh);
-  TORCH_CHECK(w_hh.sizes() == at::IntArrayRef({H, H}), op, ": w_hh must be [", H, ", ", H,
-              "], got ", w_hh.sizes());
-  check_saved(op, "hs", hs, {T + 1, B, H}, w_hh, false);
-  check_grad(op, "grad_output", grad_output, {T, B, H}, w_hh);
-  check_grad(op, "grad_h_n", grad_h_n, {B, H}, w_hh);
-  check_lengths(op, lengths, B, T, w_hh.device());
 }
 
 // The Elman RNN's activation: true for relu, false for tanh, an error for anything else.

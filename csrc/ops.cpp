@@ -1,20 +1,21 @@
-// Every fastrnn operator's schema, declared once. Each device registers its kernels with
-// TORCH_LIBRARY_IMPL (csrc/cpu/*.cpp, csrc/cuda/*.cpp); fastrnn/_ops.py adds the fake
-// kernels and autograd formulas.
+// Every fastrnn operator's schema, declared once. The drivers (lstm.cpp, gru.cpp, rnn.cpp)
+// implement them for every device, registered with TORCH_LIBRARY_IMPL by each device's
+// back-end (cpu/backend.cpp, cuda/backend.cpp); fastrnn/_ops.py adds the fake kernels and
+// autograd formulas.
 //
 // One operator call runs one layer in one direction over a whole padded sequence:
 //   input_gates  [T, B, G*H]  x W_ih^T + b_ih for every step (one GEMM, done by the caller)
 //   h0 / c0      [B, P] / [B, H]
 //   lengths      [B] int64 or None: sequence b takes part in steps t < lengths[b]
 //   reverse      walk t = T-1 .. 0 (the backward direction of a bidirectional layer)
-//   training     keep what backward needs (returned as the trailing tensors); otherwise
-//                those come back empty
+//   save_for_backward  keep what backward needs (returned as the trailing tensors);
+//                otherwise those come back empty
 #include <torch/library.h>
 
 TORCH_LIBRARY(fastrnn, m) {
   m.def(
       "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
-      "Tensor? w_hr, Tensor? lengths, bool reverse, bool training) -> "
+      "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward) -> "
       "(Tensor output, Tensor h_n, Tensor c_n, Tensor hs, Tensor cs, Tensor gates, "
       "Tensor proj_in)");
   m.def(
@@ -24,7 +25,7 @@ TORCH_LIBRARY(fastrnn, m) {
       "Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
       "gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
-      "bool reverse, bool reset_after, bool training) -> "
+      "bool reverse, bool reset_after, bool save_for_backward) -> "
       "(Tensor output, Tensor h_n, Tensor hs, Tensor gates, Tensor extra)");
   m.def(
       "gru_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
@@ -32,7 +33,7 @@ TORCH_LIBRARY(fastrnn, m) {
       "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_w_hh, Tensor grad_b_hh)");
   m.def(
       "rnn_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
-      "bool reverse, str nonlinearity, bool training) -> "
+      "bool reverse, str nonlinearity, bool save_for_backward) -> "
       "(Tensor output, Tensor h_n, Tensor hs)");
   m.def(
       "rnn_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "

@@ -25,7 +25,7 @@ FASTRNN_HD int64_t final_state_slot(int64_t T, bool reverse, bool keep_all) {
   return keep_all ? (reverse ? 0 : T) : T % 2;
 }
 
-// One buffer per time step. With the whole history kept (training), slot t + prev_offset
+// One buffer per time step. With the whole history kept (saving for backward), slot t + prev_offset
 // holds the state entering time step t, so the weight gradient after the loop reads one
 // contiguous [T, B, width] slice whatever the direction. Without it (inference), two slots
 // alternate.

@@ -3,7 +3,7 @@ every operator, so shapes propagate under torch.compile, and the autograd formul
 forward operator, which calls its backward operator.
 
 Each forward returns, after its real outputs, the tensors its backward needs (empty when
-called with training=False); those are marked non-differentiable. The backward operators
+called with save_for_backward=False); those are marked non-differentiable. The backward operators
 are first-order only: differentiating their results (double backward) raises.
 """
 import torch
@@ -56,14 +56,14 @@ def _check_devices(op, reference_name, reference, **tensors):
 # ---------------------------------------------------------------- fake kernels
 
 @torch.library.register_fake("fastrnn::lstm_forward")
-def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, training):
+def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward):
     _check_devices("lstm_forward", "input_gates", input_gates, h0=h0, c0=c0, w_hh=w_hh,
                    b_hh=b_hh, w_hr=w_hr, lengths=lengths)
     T, B, G = input_gates.shape
     H, P = G // 4, h0.shape[-1]
     new = input_gates.new_empty
     acc = _acc_dtype(input_gates.dtype)
-    if not training:
+    if not save_for_backward:
         saved = [_empty(input_gates), _empty(input_gates, acc), _empty(input_gates, acc),
                  _empty(input_gates)]
     else:
@@ -87,14 +87,14 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
 
 
 @torch.library.register_fake("fastrnn::gru_forward")
-def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after, training):
+def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after, save_for_backward):
     _check_devices("gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
                    lengths=lengths)
     T, B, G = input_gates.shape
     H = G // 3
     new = input_gates.new_empty
     acc = _acc_dtype(input_gates.dtype)
-    if not training:
+    if not save_for_backward:
         saved = [_empty(input_gates), _empty(input_gates, acc), _empty(input_gates)]
     else:
         saved = [new((T + 1, B, H)), new((T, B, G), dtype=acc), new((T, B, H))]
@@ -112,12 +112,12 @@ def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, r
 
 
 @torch.library.register_fake("fastrnn::rnn_forward")
-def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity, training):
+def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity, save_for_backward):
     _check_devices("rnn_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
                    lengths=lengths)
     T, B, H = input_gates.shape
     new = input_gates.new_empty
-    hs = new((T + 1, B, H)) if training else _empty(input_gates)
+    hs = new((T + 1, B, H)) if save_for_backward else _empty(input_gates)
     return new((T, B, H)), new((B, H)), hs
 
 
@@ -133,12 +133,13 @@ def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlin
 # ---------------------------------------------------------------- autograd
 
 def _require_saved(hs):
-    # A forward run with training=False returns 1-D empties; a saved history is 3-D even
+    # A forward run with save_for_backward=False returns 1-D empties; a saved history is 3-D even
     # when it holds no element (batch size 0).
     if hs.dim() != 3:
         raise RuntimeError(
-            "fastrnn: backward through a layer call made with training=False; call it with "
-            "training=True (the layers do this whenever a gradient is required)")
+            "fastrnn: backward through an operator call made with save_for_backward=False; "
+            "call it with save_for_backward=True (the layers do this whenever a gradient is "
+            "required)")
 
 
 class _NoSecondDerivative(torch.autograd.Function):

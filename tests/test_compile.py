@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import fastrnn
-from conftest import DEVICES
+from helpers import DEVICES
 
 
 class Tagger(torch.nn.Module):
@@ -17,6 +17,7 @@ class Tagger(torch.nn.Module):
         return self.head(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make_rnn", [
     lambda: fastrnn.LSTM(4, 8, num_layers=2, bidirectional=True, batch_first=True),
     lambda: fastrnn.GRU(4, 8, bidirectional=True, reset_after=False),
@@ -37,6 +38,7 @@ def test_compile_fullgraph_forward_and_backward(make_rnn, device):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_fullgraph_inductor_inference(device):
     torch.manual_seed(0)

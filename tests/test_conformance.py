@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from conftest import KINDS, assert_close, flat_state, make_pair, random_state
+from helpers import KINDS, assert_close, flat_state, make_pair, random_state
 
 
 def run_and_backward(module, x, state, grads_out):
@@ -142,10 +142,20 @@ def test_non_contiguous_input_and_state(device):
     x = big[::2, ::2, ::2]  # a strided slice of a larger tensor
     h0 = torch.randn(2, 6, 6, device=device, dtype=torch.float64)[:, ::2]
     c0 = torch.randn(2, 3, 12, device=device, dtype=torch.float64)[..., ::2]
+    x.requires_grad_()
+    h0.requires_grad_()
+    c0.requires_grad_()
     ref = reference(x, (h0, c0))
     out = fast(x, (h0, c0))
     assert_close(out[0], ref[0], torch.float64, "output")
+    assert_close(out[1][0], ref[1][0], torch.float64, "h_n")
     assert_close(out[1][1], ref[1][1], torch.float64, "c_n")
+    loss = lambda o: o[0].square().sum() + o[1][0].sum() + o[1][1].sum()  # noqa: E731
+    want = torch.autograd.grad(loss(ref), [x, h0, c0] + list(reference.parameters()))
+    got = torch.autograd.grad(loss(out), [x, h0, c0] + list(fast.parameters()))
+    for name, a, e in zip(["x", "h0", "c0"] + [n for n, _ in fast.named_parameters()], got,
+                          want):
+        assert_close(a, e, torch.float64, f"gradient of {name}")
 
 
 @pytest.mark.parametrize("T", [1, 129, 151])

@@ -32,8 +32,13 @@ def test_convert_swaps_every_layer_and_keeps_weights():
     assert [id(p) for p in model.parameters()] == params_before
     torch.testing.assert_close(model(x), expected)
 
-    model(x).sum().backward()  # the optimizer built before still trains the same tensors
+    # the optimizer built before the conversion still trains the converted layers' tensors
+    before = [p.detach().clone() for p in model.parameters()]
+    model(x).sum().backward()
     optimizer.step()
+    for p, old in zip(model.parameters(), before):
+        assert p.grad is not None
+        torch.testing.assert_close(p.detach(), old - 0.1 * p.grad)
 
 
 def test_convert_a_bare_layer():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import fastrnn
-from conftest import KINDS, make_pair
-from reference import reference_rnn
+from helpers import KINDS, make_pair
+from fastrnn.testing import reference_rnn
 
 pytestmark = pytest.mark.skipif(
     not (torch.cuda.is_available() and fastrnn.build_info()["cuda"]),

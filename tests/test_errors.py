@@ -138,7 +138,7 @@ def test_backward_after_inference_forward_is_rejected():
     gates = torch.randn(5, 2, 8)
     _, _, hs = ops.rnn_forward(gates, torch.zeros(2, 8), torch.randn(8, 8), None, None, False,
                                "tanh", False)
-    with pytest.raises(RuntimeError, match="saved by the forward operator with training=True"):
+    with pytest.raises(RuntimeError, match="saved by the forward operator with save_for_backward=True"):
         ops.rnn_backward(torch.randn(5, 2, 8), None, torch.randn(8, 8), hs, None, False, "tanh")
 
 

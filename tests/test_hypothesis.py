@@ -4,7 +4,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DEVICES, KINDS, assert_close, flat_state, make_pair, random_state
+from helpers import DEVICES, KINDS, assert_close, flat_state, make_pair, random_state
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -56,6 +56,7 @@ def write_sentiment_csv(path, n=400):
             f.write(f"the film was {word} today,{label}\n")
 
 
+@pytest.mark.slow
 def test_classifier_beats_chance(tmp_path):
     csv = tmp_path / "sentiment.csv"
     write_sentiment_csv(csv)
@@ -66,6 +67,7 @@ def test_classifier_beats_chance(tmp_path):
     assert (tmp_path / "run" / "confusion.png").exists()
 
 
+@pytest.mark.slow
 def test_charlm_beats_chance_and_generates(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("abcabcabd " * 400)
@@ -79,6 +81,7 @@ def test_charlm_beats_chance_and_generates(tmp_path, capsys):
     assert len(sample) == 40 and set(sample) <= set("abcd \n")
 
 
+@pytest.mark.slow
 def test_sorter_beats_chance(tmp_path):
     metrics = train_cli.main(["sort", "--length", "8", "--values", "8", "--hidden", "48",
                               "--layers", "1", "--steps", "150", "--batch", "64", "--lr",
@@ -86,6 +89,7 @@ def test_sorter_beats_chance(tmp_path):
     assert metrics["per_element"] > 0.5  # chance: 1/8
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_run(tmp_path):
     common = ["sort", "--length", "6", "--values", "6", "--hidden", "16", "--layers", "1",
               "--batch", "16", "--device", "cpu", "--save-every", "5"]
@@ -99,7 +103,10 @@ def test_resume_continues_the_same_run(tmp_path):
         torch.testing.assert_close(split["model"][name], value, rtol=0, atol=0)
     metrics = train_cli.main(["evaluate", str(tmp_path / "split" / "checkpoint.pt"),
                               "--length", "6", "--values", "6", "--device", "cpu"])
-    assert 0.0 <= metrics["per_element"] <= 1.0
+    straight_metrics = train_cli.main(["evaluate", str(tmp_path / "straight" / "checkpoint.pt"),
+                                       "--device", "cpu"])
+    assert metrics == straight_metrics  # the same weights evaluate the same
+    assert metrics["per_element"] > 1 / 6  # ten steps already beat chance
 
 
 def _ddp_worker(rank, world, init_file, result_file):
@@ -121,6 +128,7 @@ def _ddp_worker(rank, world, init_file, result_file):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process(tmp_path):
     result = tmp_path / "grads.pt"
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2)
@@ -135,13 +143,16 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         torch.testing.assert_close(a, b.grad, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluate_uses_the_data_settings_it_was_trained_with(tmp_path, capsys):
     train_cli.main(["sort", "--length", "5", "--values", "7", "--hidden", "16", "--layers",
                     "1", "--steps", "5", "--batch", "8", "--out", str(tmp_path / "sort"),
                     "--device", "cpu"])
     metrics = train_cli.main(["evaluate", str(tmp_path / "sort" / "checkpoint.pt"),
                               "--device", "cpu"])  # no --values 7 --length 5 needed
-    assert 0.0 <= metrics["per_element"] <= 1.0
+    again = train_cli.main(["evaluate", str(tmp_path / "sort" / "checkpoint.pt"), "--values",
+                            "7", "--length", "5", "--device", "cpu"])
+    assert metrics == again
     csv = tmp_path / "sentiment.csv"
     write_sentiment_csv(csv)
     train_cli.main(["classify", "--data", str(csv), "--hidden", "8", "--layers", "1",
@@ -167,6 +178,7 @@ def _carry_worker(rank, world, init_file, result_file):
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_each_rank_saves_and_resumes_its_own_carried_state(tmp_path):
     result = tmp_path / "carry.pt"
     mp.spawn(_carry_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import fastrnn  # noqa: F401  (registers the operators)
-from conftest import DEVICES
+from helpers import DEVICES
 from fastrnn._ops import ops
 
 T, B, H, P = 5, 3, 4, 2

@@ -5,8 +5,8 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fastrnn
-from conftest import KINDS, assert_close, flat_state, make_pair, random_state
-from reference import reference_rnn
+from helpers import KINDS, assert_close, flat_state, make_pair, random_state
+from fastrnn.testing import reference_rnn
 
 
 def compare_with_reference(fast, x, state, lengths=None):

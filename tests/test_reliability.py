@@ -10,7 +10,7 @@ from torch.nn.utils import parametrizations, parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fastrnn
-from conftest import KINDS, make_pair
+from helpers import KINDS, make_pair
 from fastrnn import _ops
 from fastrnn._ops import ops
 
@@ -453,6 +453,7 @@ def test_zero_dim_projection_weight():
 
 # ---------------------------------------------------------------- 10. compile with packed input
 
+@pytest.mark.slow
 def test_compile_with_packed_input():
     torch._dynamo.reset()
     gru = fastrnn.GRU(2, 3, num_layers=2)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 
 #if defined(__CUDACC__)
 #define FASTRNN_HD __host__ __device__ __forceinline__
@@ -15,6 +16,12 @@
 #endif
 
 namespace fastrnn {
+
+// Gates per hidden unit, in torch.nn's order: LSTM (i, f, g, o), GRU (r, z, n), Elman (one).
+constexpr int64_t kLstmGates = 4;
+constexpr int64_t kGruGates = 3;
+constexpr int64_t kRnnGates = 1;
+
 namespace cells {
 
 FASTRNN_HD float sigmoid(float x) { return 1.f / (1.f + ::expf(-x)); }

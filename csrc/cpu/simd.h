@@ -5,7 +5,7 @@
 
 #include <ATen/cpu/vec/vec.h>
 
-#include "../cells/common.h"
+#include "cells/common.h"
 
 namespace fastrnn {
 namespace cells {
@@ -32,9 +32,9 @@ inline at::vec::Vectorized<T> relu_grad(at::vec::Vectorized<T> y, at::vec::Vecto
 }  // namespace cells
 }  // namespace fastrnn
 
-#include "../cells/gru.h"
-#include "../cells/lstm.h"
-#include "../cells/rnn.h"
+#include "cells/gru.h"
+#include "cells/lstm.h"
+#include "cells/rnn.h"
 
 namespace fastrnn {
 namespace cpu {

@@ -1,5 +1,5 @@
 // GRU point-wise kernels, both reset forms: the formulas are cells/gru.h.
-#include "../cells/gru.h"
+#include "cells/gru.h"
 #include "kernel_utils.cuh"
 
 namespace fastrnn {

@@ -1,10 +1,6 @@
-// The CUDA point-wise kernels, one launch per time step, on raw pointers. No torch headers:
-// the launchers in csrc/cuda/*.cpp turn tensors into these structs.
-//
-// T is the storage type (float, double, __half, __nv_bfloat16) and A the accumulation type
-// (double for double, float otherwise). Buffers the recurrent GEMM writes (gates, the cell
-// state, the state gradients) are in A; what feeds a GEMM as an operand is in T.
-// Shapes are per time step; H hidden units, P = projected size (LSTM) or H.
+// The CUDA point-wise kernels, one launch per time step, on raw pointers: the step structs
+// of ../steps.h, launched on a stream. No torch headers (the back-end in cuda/backend.cpp
+// calls these from the shared sequence templates).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -13,28 +9,12 @@
 
 #include <cstdint>
 
+#include "steps.h"
+
 namespace fastrnn {
 namespace cuda {
 
-struct StepInfo {
-  const int64_t* lengths;  // [B] on the device, or null
-  int64_t t, B, H;
-};
-
-// ---------------------------------------------------------------- LSTM
-template <class T, class A>
-struct LstmForwardStep {
-  StepInfo step;
-  A* gates;             // [B, 4H] in: h W_hh^T; out: post-activation i, f, g, o
-  const T* x;           // [B, 4H] input gates at t
-  const T* bias;        // [4H] or null
-  const A* c_prev;      // [B, H]
-  A* c_next;            // [B, H]
-  const T* h_prev;      // [B, H]   (without projection)
-  T* h_next;            // [B, H]   (without projection)
-  T* out;               // [B, H]   (without projection)
-  T* proj_in;           // [B, H] or null: with a projection o * tanh(c) goes here
-};
+// ---- LSTM
 template <class T, class A>
 void lstm_forward_step(const LstmForwardStep<T, A>& a, cudaStream_t stream);
 
@@ -44,36 +24,12 @@ void mask_projected_state(StepInfo step, int64_t P, const T* h_prev, T* h_next, 
                           cudaStream_t stream);
 
 template <class T, class A>
-struct LstmBackwardStep {
-  StepInfo step;
-  const A* gates;       // [B, 4H] saved post-activation gates
-  const A* c_prev;      // [B, H]
-  const A* c_next;      // [B, H]
-  const A* dh_cell;     // [B, H] gradient reaching o * tanh(c)
-  A* dc;                // [B, H] in: from step t+1; out: to step t-1
-  A* dh;                // [B, H] zeroed on active rows when dh_cell == dh (no projection)
-  T* dgates;            // [B, 4H] out: pre-activation gradients
-  bool zero_dh;
-};
-template <class T, class A>
 void lstm_backward_step(const LstmBackwardStep<T, A>& a, cudaStream_t stream);
 
 // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
 template <class T, class A>
 void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream_t stream);
 
-// ---------------------------------------------------------------- GRU
-template <class T, class A>
-struct GruForwardStep {
-  StepInfo step;
-  A* gates;             // [B, 3H] in: h W_hh^T (reset before: [r, z] slots, then n slot)
-  const T* x;           // [B, 3H]
-  const T* bias;        // [3H] or null
-  const T* h_prev;      // [B, H]
-  T* h_next;            // [B, H]
-  T* out;               // [B, H]
-  T* extra;             // [B, H] W_hn h + b_hn (reset after) or r * h (reset before)
-};
 template <class T, class A>
 void gru_forward_step(const GruForwardStep<T, A>& a, cudaStream_t stream);       // reset after
 template <class T, class A>
@@ -82,47 +38,15 @@ template <class T, class A>
 void gru_cho_candidate_step(const GruForwardStep<T, A>& a, cudaStream_t stream); // phase 2
 
 template <class T, class A>
-struct GruBackwardStep {
-  StepInfo step;
-  const A* gates;       // [B, 3H] saved r, z, n
-  const T* extra;       // [B, H]
-  const T* h_prev;      // [B, H]
-  A* dh;                // [B, H] in: gradient of h_t; out: the part skipping the GEMMs
-  T* dgates;            // [B, 3H] gradient of the input gates
-  T* dgates_recurrent;  // [B, 3H] gradient of h W_hh^T + b_hh (reset after only)
-  A* dz;                // [B, H] reset before: dz from phase 2 for phase 1
-  const A* d_reset_h;   // [B, H] reset before: d(r * h) from the W_hn GEMM
-};
-template <class T, class A>
 void gru_backward_step(const GruBackwardStep<T, A>& a, cudaStream_t stream);
 template <class T, class A>
 void gru_cho_candidate_backward_step(const GruBackwardStep<T, A>& a, cudaStream_t stream);
 template <class T, class A>
 void gru_cho_gates_backward_step(const GruBackwardStep<T, A>& a, cudaStream_t stream);
 
-// ---------------------------------------------------------------- Elman RNN
-template <class T, class A>
-struct RnnForwardStep {
-  StepInfo step;
-  const A* recurrent;   // [B, H] h W_hh^T
-  const T* x;           // [B, H]
-  const T* bias;        // [H] or null
-  const T* h_prev;      // [B, H]
-  T* h_next;            // [B, H]
-  T* out;               // [B, H]
-  bool relu;
-};
 template <class T, class A>
 void rnn_forward_step(const RnnForwardStep<T, A>& a, cudaStream_t stream);
 
-template <class T, class A>
-struct RnnBackwardStep {
-  StepInfo step;
-  const T* h_new;       // [B, H]
-  A* dh;                // [B, H]
-  T* dgates;            // [B, H]
-  bool relu;
-};
 template <class T, class A>
 void rnn_backward_step(const RnnBackwardStep<T, A>& a, cudaStream_t stream);
 

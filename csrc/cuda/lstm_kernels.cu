@@ -1,5 +1,5 @@
 // LSTM point-wise kernels: the formulas are cells/lstm.h, evaluated in the accumulation type.
-#include "../cells/lstm.h"
+#include "cells/lstm.h"
 #include "kernel_utils.cuh"
 
 namespace fastrnn {

@@ -1,6 +1,6 @@
 // Elman RNN point-wise kernels (cells/rnn.h), and the output-gradient accumulation that
 // every cell's backward starts its step with.
-#include "../cells/rnn.h"
+#include "cells/rnn.h"
 #include "kernel_utils.cuh"
 
 namespace fastrnn {

@@ -1,6 +1,6 @@
-// Building blocks shared by the CPU sequence loops (lstm.cpp, gru.cpp, rnn.cpp):
-// a row-major GEMM on raw pointers and the parallel point-wise driver (the state history
-// and length mask are in ../sequence_common.h, shared with CUDA). Nothing here allocates; the loops allocate every buffer before step 0.
+// The CPU's building blocks for device.h: a row-major GEMM on raw pointers through the BLAS
+// torch links (columns split over the threads), the parallel row/column-block driver of the
+// point-wise steps, and span copies. Nothing here allocates.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "../sequence_common.h"
+#include "sequence_common.h"
 #include "simd.h"
 
 // The Fortran BLAS that torch links (MKL in the x86 wheels) exports sgemm_/dgemm_; ATen's
@@ -104,10 +104,6 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   });
 }
 
-inline LengthMask length_mask(const c10::optional<at::Tensor>& lengths) {
-  return LengthMask{lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr};
-}
-
 // Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H, in parallel
 // once there is enough work to pay for waking threads.
 template <class Body>
@@ -132,33 +128,6 @@ inline void copy_span(scalar_t* dst, const scalar_t* src, int64_t n) {
 template <class scalar_t>
 inline void zero_span(scalar_t* dst, int64_t n) {
   std::memset(dst, 0, sizeof(scalar_t) * n);
-}
-
-// dh_state += grad_output[t] for the sequences still running at t (in place, [B, width]).
-template <class scalar_t>
-inline void add_output_grad(scalar_t* dh_state, const scalar_t* grad_output_t,
-                            const LengthMask& mask, int64_t t, int64_t B, int64_t width) {
-  if (grad_output_t == nullptr) return;
-  parallel_rows(B, width, [&](int64_t b, int64_t j0, int64_t j1) {
-    if (!mask.active(b, t)) return;
-    scalar_t* d = dh_state + b * width;
-    const scalar_t* g = grad_output_t + b * width;
-    for_each_lane<scalar_t>(j0, j1, [&](auto lanes, int64_t j) {
-      lanes.store(d + j, lanes.load(d + j) + lanes.load(g + j));
-    });
-  });
-}
-
-template <class scalar_t>
-inline const scalar_t* optional_data(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? t->data_ptr<scalar_t>() : nullptr;
-}
-
-// A gradient the caller did not need comes in as None: start from zeros.
-inline at::Tensor grad_or_zeros(const c10::optional<at::Tensor>& grad, at::IntArrayRef shape,
-                                const at::TensorOptions& options) {
-  if (grad.has_value()) return grad->contiguous().clone();
-  return at::zeros(shape, options);
 }
 
 }  // namespace cpu

@@ -1,0 +1,45 @@
+// A device back-end: "run this layer's sequence", forward and backward, for each cell. The
+// drivers (csrc/{lstm,gru,rnn}.cpp) find the back-end of their data's device here; each
+// back-end registers itself when the extension loads (cpu/backend.cpp, cuda/backend.cpp).
+// A back-end is free to run a whole sequence in one call (a persistent kernel, one parallel
+// region); today's two run it step by step through the shared templates in sequence/.
+#pragma once
+
+#include <c10/core/DeviceType.h>
+#include <c10/util/Exception.h>
+
+#include <array>
+
+#include "params.h"
+
+namespace fastrnn {
+
+struct Backend {
+  void (*lstm_forward)(const LstmForwardArgs&);
+  void (*lstm_backward)(const LstmBackwardArgs&);
+  void (*gru_forward)(const GruForwardArgs&);
+  void (*gru_backward)(const GruBackwardArgs&);
+  void (*rnn_forward)(const RnnForwardArgs&);
+  void (*rnn_backward)(const RnnBackwardArgs&);
+};
+
+inline std::array<const Backend*, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
+backends() {
+  static std::array<const Backend*,
+                    static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> table{};
+  return table;
+}
+
+// Called once per back-end at load time; returns true so it can initialise a static.
+inline bool register_backend(c10::DeviceType device, const Backend* backend) {
+  backends()[static_cast<size_t>(device)] = backend;
+  return true;
+}
+
+inline const Backend& backend_for(c10::DeviceType device) {
+  const Backend* backend = backends()[static_cast<size_t>(device)];
+  TORCH_CHECK(backend != nullptr, "fastrnn: this build has no kernels for ", device);
+  return *backend;
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,362 @@
+// The CPU as a Device of the shared sequence templates (../sequence/): BLAS GEMMs with the
+// columns split over the threads, and each point-wise step as one parallel pass over rows
+// and column blocks, the cell formulas (../cells/) on SIMD vectors with a scalar tail.
+// Storage and accumulation types are the same here (float or double).
+#pragma once
+
+#include "steps.h"
+#include "blas.h"
+#include "simd.h"
+
+namespace fastrnn {
+namespace cpu {
+
+struct CpuDevice {
+  // C = op(A) op(B) + beta C; the accumulation type is the storage type on the CPU.
+  template <class T>
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
+            int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
+            bool /*c_acc*/) const {
+    cpu::gemm<T>(trans_a, trans_b, M, N, K, a, lda, b, ldb, T(beta), static_cast<T*>(c), ldc);
+  }
+
+  // dh += grad_output[t] on the rows still running at t. [B, width]
+  template <class T>
+  void add_output_grad(const StepInfo& s, int64_t width, const T* grad_output_t, T* dh) const {
+    const LengthMask mask{s.lengths};
+    parallel_rows(s.B, width, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, s.t)) return;
+      T* d = dh + b * width;
+      const T* g = grad_output_t + b * width;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        lanes.store(d + j, lanes.load(d + j) + lanes.load(g + j));
+      });
+    });
+  }
+
+  // ---- LSTM
+  template <class T>
+  void lstm_forward_step(const LstmForwardStep<T, T>& a) const {
+    const int64_t H = a.step.H, G = 4 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      const int64_t e = b * H, n = j1 - j0;
+      if (!mask.active(b, a.step.t)) {  // finished sequence: keep the state, write zeros
+        copy_span(a.c_next + e + j0, a.c_prev + e + j0, n);
+        if (a.proj_in != nullptr) {
+          zero_span(a.proj_in + e + j0, n);
+        } else {
+          copy_span(a.h_next + e + j0, a.h_prev + e + j0, n);
+          zero_span(a.out + e + j0, n);
+        }
+        return;
+      }
+      T* g = a.gates + b * G;
+      const T* x = a.x + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        auto pre = [&](int64_t gate) {
+          const V v = lanes.load(g + gate * H + j) + lanes.load(x + gate * H + j);
+          return a.bias == nullptr ? v : v + lanes.load(a.bias + gate * H + j);
+        };
+        V i, f, gg, o, c, h;
+        cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), lanes.load(a.c_prev + e + j),
+                            i, f, gg, o, c, h);
+        lanes.store(g + j, i);
+        lanes.store(g + H + j, f);
+        lanes.store(g + 2 * H + j, gg);
+        lanes.store(g + 3 * H + j, o);
+        lanes.store(a.c_next + e + j, c);
+        if (a.proj_in != nullptr) {
+          lanes.store(a.proj_in + e + j, h);
+        } else {
+          lanes.store(a.h_next + e + j, h);
+          lanes.store(a.out + e + j, h);
+        }
+      });
+    });
+  }
+
+  // After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0. [B, P]
+  template <class T>
+  void mask_projected_state(const StepInfo& s, int64_t P, const T* h_prev, T* h_next,
+                            T* out) const {
+    const LengthMask mask{s.lengths};
+    for (int64_t b = 0; b < s.B; ++b) {
+      if (mask.active(b, s.t)) {
+        copy_span(out + b * P, h_next + b * P, P);
+      } else {
+        copy_span(h_next + b * P, h_prev + b * P, P);
+        zero_span(out + b * P, P);
+      }
+    }
+  }
+
+  template <class T>
+  void lstm_backward_step(const LstmBackwardStep<T, T>& a) const {
+    const int64_t H = a.step.H, G = 4 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      T* dg = a.dgates + b * G;
+      if (!mask.active(b, a.step.t)) {  // the state passed through: so does its gradient
+        for (int64_t gate = 0; gate < 4; ++gate) zero_span(dg + gate * H + j0, j1 - j0);
+        return;
+      }
+      const T* g = a.gates + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        const int64_t e = b * H + j;
+        V da_i, da_f, da_g, da_o, dc_prev;
+        cells::lstm_backward(lanes.load(g + j), lanes.load(g + H + j),
+                             lanes.load(g + 2 * H + j), lanes.load(g + 3 * H + j),
+                             lanes.load(a.c_prev + e), lanes.load(a.c_next + e),
+                             lanes.load(a.dh_cell + e), lanes.load(a.dc + e),
+                             da_i, da_f, da_g, da_o, dc_prev);
+        lanes.store(dg + j, da_i);
+        lanes.store(dg + H + j, da_f);
+        lanes.store(dg + 2 * H + j, da_g);
+        lanes.store(dg + 3 * H + j, da_o);
+        lanes.store(a.dc + e, dc_prev);
+        if (a.zero_dh) lanes.store(a.dh + e, V(T(0)));
+      });
+    });
+  }
+
+  // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
+  template <class T>
+  void split_projection_grad(const StepInfo& s, int64_t P, T* dh, T* dproj) const {
+    const LengthMask mask{s.lengths};
+    for (int64_t b = 0; b < s.B; ++b) {
+      if (mask.active(b, s.t)) {
+        copy_span(dproj + b * P, dh + b * P, P);
+        zero_span(dh + b * P, P);
+      } else {
+        zero_span(dproj + b * P, P);
+      }
+    }
+  }
+
+  // ---- GRU
+  // Rows of a finished sequence keep the state and write zeros (r * h = 0 too, so no stale
+  // value reaches the weight-gradient GEMM); the first reset-before phase only zeroes extra.
+  template <class T>
+  static void gru_finished_row(const GruForwardStep<T, T>& a, int64_t b, int64_t j0,
+                               int64_t j1, bool final_phase) {
+    const int64_t e = b * a.step.H + j0, n = j1 - j0;
+    zero_span(a.extra + e, n);
+    if (final_phase) {
+      copy_span(a.h_next + e, a.h_prev + e, n);
+      zero_span(a.out + e, n);
+    }
+  }
+
+  template <class T>
+  void gru_forward_step(const GruForwardStep<T, T>& a) const {  // reset after
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, true);
+      T* g = a.gates + b * G;
+      const T* x = a.x + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        auto with_bias = [&](V v, int64_t gate) {
+          return a.bias == nullptr ? v : v + lanes.load(a.bias + gate * H + j);
+        };
+        const int64_t e = b * H + j;
+        const V a_r = with_bias(lanes.load(g + j) + lanes.load(x + j), 0);
+        const V a_z = with_bias(lanes.load(g + H + j) + lanes.load(x + H + j), 1);
+        const V hh_n = with_bias(lanes.load(g + 2 * H + j), 2);
+        V r, z, n, h;
+        cells::gru_forward(a_r, a_z, lanes.load(x + 2 * H + j), hh_n,
+                           lanes.load(a.h_prev + e), r, z, n, h);
+        lanes.store(g + j, r);
+        lanes.store(g + H + j, z);
+        lanes.store(g + 2 * H + j, n);
+        lanes.store(a.extra + e, hh_n);
+        lanes.store(a.h_next + e, h);
+        lanes.store(a.out + e, h);
+      });
+    });
+  }
+
+  template <class T>
+  void gru_cho_gates_step(const GruForwardStep<T, T>& a) const {  // reset before, phase 1
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, false);
+      T* g = a.gates + b * G;
+      const T* x = a.x + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        V a_r = lanes.load(g + j) + lanes.load(x + j);
+        V a_z = lanes.load(g + H + j) + lanes.load(x + H + j);
+        if (a.bias != nullptr) {
+          a_r = a_r + lanes.load(a.bias + j);
+          a_z = a_z + lanes.load(a.bias + H + j);
+        }
+        V r, z, reset_h;
+        cells::gru_cho_gates(a_r, a_z, lanes.load(a.h_prev + b * H + j), r, z, reset_h);
+        lanes.store(g + j, r);
+        lanes.store(g + H + j, z);
+        lanes.store(a.extra + b * H + j, reset_h);
+      });
+    });
+  }
+
+  template <class T>
+  void gru_cho_candidate_step(const GruForwardStep<T, T>& a) const {  // reset before, phase 2
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, true);
+      T* g = a.gates + b * G;
+      const T* x = a.x + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        const int64_t e = b * H + j;
+        V a_n = lanes.load(g + 2 * H + j) + lanes.load(x + 2 * H + j);
+        if (a.bias != nullptr) a_n = a_n + lanes.load(a.bias + 2 * H + j);
+        V n, h;
+        cells::gru_cho_candidate(a_n, lanes.load(g + H + j), lanes.load(a.h_prev + e), n, h);
+        lanes.store(g + 2 * H + j, n);
+        lanes.store(a.h_next + e, h);
+        lanes.store(a.out + e, h);
+      });
+    });
+  }
+
+  // Finished rows: zero gate gradients; dh passes through unchanged.
+  template <class T>
+  static void gru_finished_backward_row(const GruBackwardStep<T, T>& a, int64_t b, int64_t j0,
+                                        int64_t j1) {
+    const int64_t H = a.step.H, G = 3 * H;
+    for (int64_t gate = 0; gate < 3; ++gate) {
+      zero_span(a.dgates + b * G + gate * H + j0, j1 - j0);
+      if (a.dgates_recurrent != nullptr) {
+        zero_span(a.dgates_recurrent + b * G + gate * H + j0, j1 - j0);
+      }
+    }
+  }
+
+  template <class T>
+  void gru_backward_step(const GruBackwardStep<T, T>& a) const {  // reset after
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return gru_finished_backward_row(a, b, j0, j1);
+      const T* g = a.gates + b * G;
+      T* dg = a.dgates + b * G;
+      T* dgr = a.dgates_recurrent + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        const int64_t e = b * H + j;
+        V da_r, da_z, dx_n, dhh_n, dh_direct;
+        cells::gru_backward(lanes.load(g + j), lanes.load(g + H + j),
+                            lanes.load(g + 2 * H + j), lanes.load(a.extra + e),
+                            lanes.load(a.h_prev + e), lanes.load(a.dh + e),
+                            da_r, da_z, dx_n, dhh_n, dh_direct);
+        lanes.store(dg + j, da_r);
+        lanes.store(dg + H + j, da_z);
+        lanes.store(dg + 2 * H + j, dx_n);
+        lanes.store(dgr + j, da_r);
+        lanes.store(dgr + H + j, da_z);
+        lanes.store(dgr + 2 * H + j, dhh_n);
+        lanes.store(a.dh + e, dh_direct);
+      });
+    });
+  }
+
+  template <class T>
+  void gru_cho_candidate_backward_step(const GruBackwardStep<T, T>& a) const {
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return gru_finished_backward_row(a, b, j0, j1);
+      const T* g = a.gates + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        const int64_t e = b * H + j;
+        V da_n, dz, dh_direct;
+        cells::gru_cho_candidate_backward(lanes.load(g + H + j), lanes.load(g + 2 * H + j),
+                                          lanes.load(a.h_prev + e), lanes.load(a.dh + e),
+                                          da_n, dz, dh_direct);
+        lanes.store(a.dgates + b * G + 2 * H + j, da_n);
+        lanes.store(a.dz + e, dz);
+        lanes.store(a.dh + e, dh_direct);
+      });
+    });
+  }
+
+  template <class T>
+  void gru_cho_gates_backward_step(const GruBackwardStep<T, T>& a) const {
+    const int64_t H = a.step.H, G = 3 * H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      if (!mask.active(b, a.step.t)) return;
+      const T* g = a.gates + b * G;
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        const int64_t e = b * H + j;
+        V da_r, da_z, dh_from_reset;
+        cells::gru_cho_gates_backward(lanes.load(g + j), lanes.load(g + H + j),
+                                      lanes.load(a.h_prev + e), lanes.load(a.d_reset_h + e),
+                                      lanes.load(a.dz + e), da_r, da_z, dh_from_reset);
+        lanes.store(a.dgates + b * G + j, da_r);
+        lanes.store(a.dgates + b * G + H + j, da_z);
+        lanes.store(a.dh + e, lanes.load(a.dh + e) + dh_from_reset);
+      });
+    });
+  }
+
+  // ---- Elman RNN
+  template <class T>
+  void rnn_forward_step(const RnnForwardStep<T, T>& a) const {
+    a.relu ? rnn_forward_with<true>(a) : rnn_forward_with<false>(a);
+  }
+  template <bool Relu, class T>
+  void rnn_forward_with(const RnnForwardStep<T, T>& a) const {
+    const int64_t H = a.step.H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      const int64_t e = b * H;
+      if (!mask.active(b, a.step.t)) {
+        copy_span(a.h_next + e + j0, a.h_prev + e + j0, j1 - j0);
+        zero_span(a.out + e + j0, j1 - j0);
+        return;
+      }
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        V pre = lanes.load(a.recurrent + e + j) + lanes.load(a.x + e + j);
+        if (a.bias != nullptr) pre = pre + lanes.load(a.bias + j);
+        const V h = cells::rnn_forward<Relu>(pre);
+        lanes.store(a.h_next + e + j, h);
+        lanes.store(a.out + e + j, h);
+      });
+    });
+  }
+
+  template <class T>
+  void rnn_backward_step(const RnnBackwardStep<T, T>& a) const {
+    a.relu ? rnn_backward_with<true>(a) : rnn_backward_with<false>(a);
+  }
+  template <bool Relu, class T>
+  void rnn_backward_with(const RnnBackwardStep<T, T>& a) const {
+    const int64_t H = a.step.H;
+    const LengthMask mask{a.step.lengths};
+    parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
+      const int64_t e = b * H;
+      if (!mask.active(b, a.step.t)) return zero_span(a.dgates + e + j0, j1 - j0);
+      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+        using V = typename decltype(lanes)::V;
+        lanes.store(a.dgates + e + j, cells::rnn_backward<Relu>(lanes.load(a.h_new + e + j),
+                                                                lanes.load(a.dh + e + j)));
+        lanes.store(a.dh + e + j, V(T(0)));
+      });
+    });
+  }
+};
+
+}  // namespace cpu
+}  // namespace fastrnn

@@ -1,0 +1,69 @@
+// The operators' drivers, one per operator and device-independent (lstm.cpp, gru.cpp,
+// rnn.cpp): each checks its arguments, allocates every buffer, places the initial state in
+// its history slot, hands one argument struct (params.h) to its device's back-end
+// (backend.h), and returns the final states and what backward needs. Registered for every
+// device with a back-end (ops.cpp for the CPU, cuda/backend.cpp for CUDA).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <tuple>
+
+#include "params.h"
+
+namespace fastrnn {
+
+using at::Tensor;
+using c10::optional;
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& input_gates, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+    const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
+    const optional<Tensor>& lengths, bool reverse, bool save_for_backward);
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n,
+    const optional<Tensor>& grad_c_n, const Tensor& w_hh, const optional<Tensor>& w_hr,
+    const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
+    const optional<Tensor>& lengths, bool reverse);
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
+    const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh,
+    const optional<Tensor>& b_hh, const optional<Tensor>& lengths, bool reverse,
+    bool reset_after, bool save_for_backward);
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n, const Tensor& w_hh,
+    const Tensor& hs, const Tensor& gates, const Tensor& extra,
+    const optional<Tensor>& lengths, bool reverse, bool reset_after);
+
+std::tuple<Tensor, Tensor, Tensor> rnn_forward(
+    const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh,
+    const optional<Tensor>& b_hh, const optional<Tensor>& lengths, bool reverse,
+    c10::string_view nonlinearity, bool save_for_backward);
+std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
+    const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n, const Tensor& w_hh,
+    const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
+    c10::string_view nonlinearity);
+
+// ---- helpers shared by the drivers
+
+inline const void* data_or_null(const optional<Tensor>& t) {
+  return t.has_value() ? t->data_ptr() : nullptr;
+}
+
+// The gradient reaching a final state, as a fresh contiguous buffer in the accumulation
+// type (the backward walk accumulates into it); zeros when autograd passed none.
+inline Tensor state_grad(const optional<Tensor>& grad, at::IntArrayRef shape,
+                         const at::TensorOptions& acc_options) {
+  if (!grad.has_value()) return at::zeros(shape, acc_options);
+  return grad->to(acc_options.dtype().toScalarType(), /*non_blocking=*/false, /*copy=*/true,
+                  at::MemoryFormat::Contiguous);
+}
+
+inline SequenceArgs sequence_args(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse,
+                                  bool keep_all, const optional<Tensor>& lengths,
+                                  at::ScalarType dtype) {
+  return {T, B, H, P, reverse, keep_all,
+          lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr, dtype};
+}
+
+}  // namespace fastrnn

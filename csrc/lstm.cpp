@@ -1,0 +1,106 @@
+// The LSTM operators' driver, the same on every device (see drivers.h). Shapes:
+// input_gates [T, B, 4H] (x W_ih^T + b_ih, all steps at once), h [B, P] (P = proj_size or
+// H), c [B, H], w_hh [4H, P], w_hr [P, H].
+#include <c10/core/DeviceGuard.h>
+
+#include "backend.h"
+#include "checks.h"
+#include "drivers.h"
+#include "sequence_common.h"
+#include "weight_grads.h"
+
+namespace fastrnn {
+
+// Returns (output [T,B,P], h_n [B,P], c_n [B,H], and what backward needs when saving:
+// hs [T+1,B,P], cs [T+1,B,H], post-activation gates [T,B,4H], projection input [T,B,H]).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
+    const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
+    const optional<Tensor>& lengths_in, bool reverse, bool save_for_backward) {
+  check_layer_args("fastrnn::lstm_forward", kLstmGates, input_gates_in, h0, &c0, w_hh_in,
+                   b_hh_in, w_hr_in, lengths_in);
+  const c10::DeviceGuard guard(input_gates_in.device());
+  const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const optional<Tensor> b_hh = contiguous_or_none(b_hh_in), w_hr = contiguous_or_none(w_hr_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
+  const int64_t H = G / kLstmGates, P = h0.size(1);
+  const bool has_proj = w_hr.has_value(), keep_all = save_for_backward;
+  const auto opts = input_gates.options();
+  const auto acc_opts = opts.dtype(accumulation_dtype(input_gates.scalar_type()));
+  const int64_t slots = keep_all ? T + 1 : 2;
+
+  Tensor output = at::empty({T, B, P}, opts);
+  Tensor hs = at::empty({slots, B, P}, opts);
+  Tensor cs = at::empty({slots, B, H}, acc_opts);
+  Tensor gates = at::empty({keep_all ? T : 1, B, G}, acc_opts);
+  Tensor proj_in = has_proj ? at::empty({keep_all ? T : 1, B, H}, opts) : at::empty({0}, opts);
+  hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
+  cs[initial_state_slot(T, reverse, keep_all)].copy_(c0);
+  if (T > 0 && B > 0) {
+    backend_for(input_gates.device().type())
+        .lstm_forward({sequence_args(T, B, H, P, reverse, keep_all, lengths,
+                                     input_gates.scalar_type()),
+                       input_gates.data_ptr(), w_hh.data_ptr(), data_or_null(b_hh),
+                       data_or_null(w_hr), hs.data_ptr(), cs.data_ptr(), gates.data_ptr(),
+                       has_proj ? proj_in.data_ptr() : nullptr, output.data_ptr()});
+  }
+
+  const int64_t last = final_state_slot(T, reverse, keep_all);
+  Tensor h_n = hs[last].clone();
+  Tensor c_n = cs[last].to(input_gates.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+  if (!keep_all) {  // inference saves nothing for backward
+    hs = at::empty({0}, opts);
+    cs = at::empty({0}, acc_opts);
+    gates = at::empty({0}, acc_opts);
+    proj_in = at::empty({0}, opts);
+  }
+  return {output, h_n, c_n, hs, cs, gates, proj_in};
+}
+
+// Returns (grad_input_gates [T,B,4H], grad_h0 [B,P], grad_c0 [B,H], grad_w_hh [4H,P],
+// grad_b_hh [4H], grad_w_hr [P,H] or empty).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
+    const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
+    const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
+    const Tensor& hs_in, const Tensor& cs_in, const Tensor& gates_in,
+    const Tensor& proj_in_arg, const optional<Tensor>& lengths_in, bool reverse) {
+  check_lstm_backward_extras(w_hh_in, w_hr_in, hs_in, cs_in, proj_in_arg, grad_c_n);
+  check_backward_args("fastrnn::lstm_backward", kLstmGates, lengths_in, w_hh_in, hs_in,
+                      &gates_in, grad_output_in, grad_h_n, w_hr_in);
+  const c10::DeviceGuard guard(hs_in.device());
+  const Tensor hs = hs_in.contiguous(), cs = cs_in.contiguous(), gates = gates_in.contiguous();
+  const Tensor proj_in = proj_in_arg.contiguous(), w_hh = w_hh_in.contiguous();
+  const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
+  const optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
+  const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
+  const int64_t H = G / kLstmGates, P = hs.size(2);
+  const bool has_proj = w_hr.has_value();
+  const auto opts = hs.options();
+  const auto acc_opts = gates.options();
+
+  Tensor grad_gates = at::empty({T, B, G}, opts);
+  Tensor dh = state_grad(grad_h_n, {B, P}, acc_opts);
+  Tensor dc = state_grad(grad_c_n, {B, H}, acc_opts);
+  // With a projection: the gradient reaching each step's projected output (kept for the
+  // W_hr gradient) and scratch for the gradient reaching the projection's input.
+  Tensor grad_proj_out = has_proj ? at::empty({T, B, P}, opts) : at::empty({0}, opts);
+  Tensor grad_proj_in = has_proj ? at::empty({B, H}, acc_opts) : at::empty({0}, acc_opts);
+  if (T > 0 && B > 0) {
+    backend_for(hs.device().type())
+        .lstm_backward({sequence_args(T, B, H, P, reverse, true, lengths, hs.scalar_type()),
+                        data_or_null(grad_output), w_hh.data_ptr(), data_or_null(w_hr),
+                        cs.data_ptr(), gates.data_ptr(), dh.data_ptr(), dc.data_ptr(),
+                        grad_gates.data_ptr(), has_proj ? grad_proj_out.data_ptr() : nullptr,
+                        has_proj ? grad_proj_in.data_ptr() : nullptr});
+  }
+
+  auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
+  Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
+                              : at::empty({0}, opts);
+  return {grad_gates, dh.to(opts.dtype()), dc.to(opts.dtype()), grad_w_hh, grad_b_hh,
+          grad_w_hr};
+}
+
+}  // namespace fastrnn

@@ -1,0 +1,101 @@
+// What an operator's driver (csrc/{lstm,gru,rnn}.cpp) hands to a device back-end: one layer
+// in one direction over a padded sequence, as raw pointers and sizes, in the style of
+// flash-attention's Flash_fwd_params. The driver has checked every argument, allocated
+// every buffer and placed the initial state in its history slot; the back-end runs the
+// whole sequence (forward or backward through time) in whatever way suits its device.
+//
+// Pointers are to contiguous row-major memory on the data's device. "T" is the storage
+// dtype (`dtype`), "A" its accumulation type (float for half and bfloat16).
+#pragma once
+
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+
+namespace fastrnn {
+
+struct SequenceArgs {
+  int64_t T, B, H;          // time steps, batch, hidden units
+  int64_t P;                // width of the recurrent state h: proj_size, or H
+  bool reverse;             // walk t = T-1 .. 0
+  bool keep_all;            // the whole state history (T+1 slots), else two alternating slots
+  const int64_t* lengths;   // [B], or null: every sequence is T long
+  c10::ScalarType dtype;    // T
+};
+
+struct LstmForwardArgs {
+  SequenceArgs seq;
+  const void* input_gates;  // [T, B, 4H] T   x W_ih^T + b_ih, all steps
+  const void* w_hh;         // [4H, P] T
+  const void* b_hh;         // [4H] T or null
+  const void* w_hr;         // [P, H] T or null
+  void* hs;                 // [slots, B, P] T   state history (initial state in place)
+  void* cs;                 // [slots, B, H] A   cell-state history
+  void* gates;              // [T or 1, B, 4H] A   post-activation i, f, g, o
+  void* proj_in;            // [T or 1, B, H] T, or null: o * tanh(c) before the projection
+  void* output;             // [T, B, P] T
+};
+
+struct LstmBackwardArgs {
+  SequenceArgs seq;         // keep_all is true: the forward's saved history
+  const void* grad_output;  // [T, B, P] T or null
+  const void* w_hh;         // [4H, P] T
+  const void* w_hr;         // [P, H] T or null
+  const void* cs;           // [T+1, B, H] A
+  const void* gates;        // [T, B, 4H] A
+  void* dh;                 // [B, P] A   in: gradient of h_n; out: of h0
+  void* dc;                 // [B, H] A   in: gradient of c_n; out: of c0
+  void* grad_gates;         // [T, B, 4H] T   out: gradient of the pre-activations
+  void* grad_proj_out;      // [T, B, P] T or null: gradient reaching each projected output
+  void* grad_proj_in;       // [B, H] A or null: scratch, gradient of the projection's input
+};
+
+struct GruForwardArgs {
+  SequenceArgs seq;
+  bool reset_after;         // torch.nn's GRU; false: Cho et al.'s reset before the product
+  const void* input_gates;  // [T, B, 3H] T
+  const void* w_hh;         // [3H, H] T
+  const void* b_hh;         // [3H] T or null
+  void* hs;                 // [slots, B, H] T
+  void* gates;              // [T or 1, B, 3H] A   post-activation r, z, n
+  void* extra;              // [T or 1, B, H] T   W_hn h + b_hn (reset after) or r * h (before)
+  void* output;             // [T, B, H] T
+};
+
+struct GruBackwardArgs {
+  SequenceArgs seq;
+  bool reset_after;
+  const void* grad_output;  // [T, B, H] T or null
+  const void* w_hh;         // [3H, H] T
+  const void* hs;           // [T+1, B, H] T
+  const void* gates;        // [T, B, 3H] A
+  const void* extra;        // [T, B, H] T
+  void* dh;                 // [B, H] A   in: gradient of h_n; out: of h0
+  void* grad_gates;         // [T, B, 3H] T   gradient of the input gates
+  void* grad_recurrent;     // [T, B, 3H] T   of h W_hh^T + b_hh (reset after; else null)
+  void* dz;                 // [B, H] A   scratch (reset before; else null)
+  void* d_reset_h;          // [B, H] A   scratch (reset before; else null)
+};
+
+struct RnnForwardArgs {
+  SequenceArgs seq;
+  bool relu;                // else tanh
+  const void* input_gates;  // [T, B, H] T
+  const void* w_hh;         // [H, H] T
+  const void* b_hh;         // [H] T or null
+  void* hs;                 // [slots, B, H] T
+  void* recurrent;          // [B, H] A   scratch: h W_hh^T
+  void* output;             // [T, B, H] T
+};
+
+struct RnnBackwardArgs {
+  SequenceArgs seq;
+  bool relu;
+  const void* grad_output;  // [T, B, H] T or null
+  const void* w_hh;         // [H, H] T
+  const void* hs;           // [T+1, B, H] T
+  void* dh;                 // [B, H] A
+  void* grad_gates;         // [T, B, H] T
+};
+
+}  // namespace fastrnn

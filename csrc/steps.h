@@ -1,0 +1,96 @@
+// The point-wise part of one time step, as the per-step sequence templates (sequence/)
+// hand it to a device: raw pointers and sizes, no torch or CUDA headers. The CPU runs each
+// on SIMD vectors (cpu/device.h), CUDA as one kernel launch (cuda/*_kernels.cu).
+//
+// T is the storage type (float, double, and on CUDA __half, __nv_bfloat16) and A the
+// accumulation type (double for double, float otherwise). Buffers the recurrent GEMM writes
+// (gates, the cell state, the state gradients) are in A; what feeds a GEMM as an operand is
+// in T. Shapes are per time step; H hidden units, P = projected size (LSTM) or H.
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn {
+
+struct StepInfo {
+  const int64_t* lengths;  // [B] on the device, or null
+  int64_t t, B, H;
+};
+
+// ---- LSTM
+template <class T, class A>
+struct LstmForwardStep {
+  StepInfo step;
+  A* gates;             // [B, 4H] in: h W_hh^T; out: post-activation i, f, g, o
+  const T* x;           // [B, 4H] input gates at t
+  const T* bias;        // [4H] or null
+  const A* c_prev;      // [B, H]
+  A* c_next;            // [B, H]
+  const T* h_prev;      // [B, H]   (without projection)
+  T* h_next;            // [B, H]   (without projection)
+  T* out;               // [B, H]   (without projection)
+  T* proj_in;           // [B, H] or null: with a projection o * tanh(c) goes here
+};
+
+template <class T, class A>
+struct LstmBackwardStep {
+  StepInfo step;
+  const A* gates;       // [B, 4H] saved post-activation gates
+  const A* c_prev;      // [B, H]
+  const A* c_next;      // [B, H]
+  const A* dh_cell;     // [B, H] gradient reaching o * tanh(c)
+  A* dc;                // [B, H] in: from step t+1; out: to step t-1
+  A* dh;                // [B, H] zeroed on active rows when dh_cell == dh (no projection)
+  T* dgates;            // [B, 4H] out: pre-activation gradients
+  bool zero_dh;
+};
+
+// ---- GRU
+template <class T, class A>
+struct GruForwardStep {
+  StepInfo step;
+  A* gates;             // [B, 3H] in: h W_hh^T (reset before: [r, z] slots, then n slot)
+  const T* x;           // [B, 3H]
+  const T* bias;        // [3H] or null
+  const T* h_prev;      // [B, H]
+  T* h_next;            // [B, H]
+  T* out;               // [B, H]
+  T* extra;             // [B, H] W_hn h + b_hn (reset after) or r * h (reset before)
+};
+
+template <class T, class A>
+struct GruBackwardStep {
+  StepInfo step;
+  const A* gates;       // [B, 3H] saved r, z, n
+  const T* extra;       // [B, H]
+  const T* h_prev;      // [B, H]
+  A* dh;                // [B, H] in: gradient of h_t; out: the part skipping the GEMMs
+  T* dgates;            // [B, 3H] gradient of the input gates
+  T* dgates_recurrent;  // [B, 3H] gradient of h W_hh^T + b_hh (reset after only)
+  A* dz;                // [B, H] reset before: dz from phase 2 for phase 1
+  const A* d_reset_h;   // [B, H] reset before: d(r * h) from the W_hn GEMM
+};
+
+// ---- Elman RNN
+template <class T, class A>
+struct RnnForwardStep {
+  StepInfo step;
+  const A* recurrent;   // [B, H] h W_hh^T
+  const T* x;           // [B, H]
+  const T* bias;        // [H] or null
+  const T* h_prev;      // [B, H]
+  T* h_next;            // [B, H]
+  T* out;               // [B, H]
+  bool relu;
+};
+
+template <class T, class A>
+struct RnnBackwardStep {
+  StepInfo step;
+  const T* h_new;       // [B, H]
+  A* dh;                // [B, H]
+  T* dgates;            // [B, H]
+  bool relu;
+};
+
+}  // namespace fastrnn
