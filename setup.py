@@ -1,13 +1,12 @@
 """Builds fastrnn._C: the CPU kernels always, the CUDA kernels when torch has CUDA and nvcc
-is found (set FASTRNN_CPU_ONLY=1 to skip them). Install without build isolation so that the
+is found (set FASTRNN_CPU_ONLY=1 to skip them; DEBUG=1 builds without optimisation, with
+debug information and assertions). Install without build isolation so that the
 extension compiles against the torch already installed:
 
     pip install --no-build-isolation .
 """
 import glob
 import os
-import platform
-
 import shutil
 
 from setuptools import setup
@@ -30,21 +29,14 @@ def find_cuda_home():
     return None
 
 
-if "CUDA_HOME" not in os.environ and find_cuda_home():
-    os.environ["CUDA_HOME"] = find_cuda_home()  # read by torch.utils.cpp_extension on import
+CUDA_HOME = find_cuda_home()
+if CUDA_HOME and "CUDA_HOME" not in os.environ:
+    os.environ["CUDA_HOME"] = CUDA_HOME  # read by torch.utils.cpp_extension on import
 
+import torch  # noqa: E402
 from torch.utils import cpp_extension  # noqa: E402
 
-
-def cpu_supports(*flags):
-    """True when this machine's CPU lists every flag in /proc/cpuinfo (Linux x86)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            present = set(next(line for line in f if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return False
-    return all(flag in present for flag in flags)
-
+DEBUG = os.environ.get("DEBUG", "0") == "1"  # DEBUG=1: -O0 -g, assertions on
 
 SIMD_FLAGS = {
     # ATen's Vectorized<float> picks its width from CPU_CAPABILITY_*; tanh/exp then map to
@@ -57,38 +49,33 @@ SIMD_FLAGS = {
 
 
 def simd_level():
-    """The kernels compile on the machine that runs them, so they use its SIMD width.
-    FASTRNN_SIMD=avx512|avx2|off overrides (for a build that must run elsewhere)."""
+    """The kernels compile on the machine that runs them, so they use the SIMD width torch
+    itself runs at here (torch.backends.cpu.get_cpu_capability()). FASTRNN_SIMD=avx512|avx2|
+    off overrides (for a build that must run elsewhere)."""
     wanted = os.environ.get("FASTRNN_SIMD", "auto")
     if wanted != "auto":
         if wanted not in SIMD_FLAGS:
             raise SystemExit(f"FASTRNN_SIMD must be auto, {', '.join(SIMD_FLAGS)}; got {wanted}")
         return wanted
-    if platform.machine() not in ("x86_64", "AMD64"):
-        return "off"
-    if cpu_supports("avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"):
-        return "avx512"
-    return "avx2" if cpu_supports("avx2", "fma") else "off"
+    capability = torch.backends.cpu.get_cpu_capability().lower()
+    return capability if capability in SIMD_FLAGS else "off"
 
 
 def cxx_flags():
     # torch picks the C++ standard; -fopenmp makes at::parallel_for run in parallel (it is a
     # header-only OpenMP loop) on the libgomp torch itself loads.
-    return ["-O3", "-fopenmp", "-Wno-unknown-pragmas", "-Wno-psabi"] + SIMD_FLAGS[simd_level()]
+    optimise = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3"]
+    return optimise + ["-fopenmp", "-Wno-unknown-pragmas", "-Wno-psabi"] + SIMD_FLAGS[simd_level()]
 
 
 def want_cuda():
     if os.environ.get("FASTRNN_CPU_ONLY", "0") == "1":
         return False
-    import torch
-
-    return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    return torch.version.cuda is not None and CUDA_HOME is not None
 
 
 def nvidia_package_dirs(subdir):
     """Folders of torch's pip-installed NVIDIA packages (nvidia/*/include or */lib)."""
-    import torch
-
     site = os.path.dirname(os.path.dirname(torch.__file__))
     return sorted(glob.glob(os.path.join(site, "nvidia", "*", subdir)))
 
@@ -101,7 +88,7 @@ def cuda_build_settings():
     libcudart.so. The linker needs unversioned names, so they are made as links in the build
     folder, pointing at the versioned libraries torch itself loads at run time.
     """
-    cuda_home = cpp_extension.CUDA_HOME
+    cuda_home = CUDA_HOME
     include_dirs, library_dirs, rpaths = [], [], []
     def link(target, folder, name):
         path = os.path.join(folder, name)
@@ -151,8 +138,6 @@ def extension():
     # With no GPU visible torch would build for every architecture it knows; name the ones
     # fastrnn targets (Ampere and Hopper) unless the user chose. With a GPU visible, torch
     # builds for that GPU.
-    import torch
-
     if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
     include_dirs, library_dirs, rpaths = cuda_build_settings()
@@ -163,7 +148,7 @@ def extension():
     kwargs["extra_link_args"] += [f"-Wl,-rpath,{d}" for d in rpaths]
     # No --use_fast_math: it turns tanhf into an approximation (relative error ~1e-5), far
     # above cuDNN's float32 error, and the memory-bound point-wise kernels gain nothing.
-    kwargs["extra_compile_args"]["nvcc"] = ["-O3"]
+    kwargs["extra_compile_args"]["nvcc"] = ["-O0", "-g", "-lineinfo"] if DEBUG else ["-O3"]
     return cpp_extension.CUDAExtension(**kwargs)
 
 

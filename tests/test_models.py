@@ -8,10 +8,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from fastrnn import train as train_cli
-from fastrnn.data import DataError, encode_text, load_labelled_csv
-from fastrnn.data import vader
-from fastrnn.models import CharLanguageModel, SentimentClassifier, Sorter
+from fastrnn.examples import CharLanguageModel, SentimentClassifier, Sorter
+from fastrnn.examples import cli as train_cli
+from fastrnn.examples import common
+from fastrnn.examples.data import DataError, encode_text, load_labelled_csv
+from fastrnn.examples.data import vader
 
 
 def test_shapes():
@@ -170,9 +171,9 @@ def _carry_worker(rank, world, init_file, result_file):
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
                             world_size=world)
-    ctx = train_cli.Context(torch.device("cpu"), rank, world)
+    ctx = common.Context(torch.device("cpu"), rank, world)
     carry = (torch.full((1, 2, 3), float(rank)), torch.full((1, 2, 3), 10.0 + rank))
-    gathered = train_cli.gather_carry(carry, ctx)
+    gathered = common.gather_carry(carry, ctx)
     if rank == 0:
         torch.save(gathered, result_file)
     dist.destroy_process_group()
@@ -184,12 +185,12 @@ def test_each_rank_saves_and_resumes_its_own_carried_state(tmp_path):
     mp.spawn(_carry_worker, args=(2, str(tmp_path / "init"), str(result)), nprocs=2)
     saved = torch.load(result, weights_only=True)
     for rank in range(2):
-        ctx = train_cli.Context(torch.device("cpu"), rank, 2)
-        h, c = train_cli.carry_for_rank(saved, ctx)
+        ctx = common.Context(torch.device("cpu"), rank, 2)
+        h, c = common.carry_for_rank(saved, ctx)
         assert torch.equal(h, torch.full((1, 2, 3), float(rank)))
         assert torch.equal(c, torch.full((1, 2, 3), 10.0 + rank))
     # a different number of processes starts the streams afresh
-    assert train_cli.carry_for_rank(saved, train_cli.Context(torch.device("cpu"))) is None
+    assert common.carry_for_rank(saved, common.Context(torch.device("cpu"))) is None
 
 
 # ---- bad data

@@ -1,0 +1,112 @@
+"""Many-to-one: a bidirectional GRU that classifies the sentiment of a text, read one
+character at a time (the handout's first example, its section 7.1)."""
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from .common import TrainSettings, recurrent_layer, step_generator
+from .data import E_DIM, encode_batch, load_labelled_csv, load_vader
+from .report import format_confusion, save_confusion_png
+
+
+class SentimentClassifier(nn.Module):
+    """Many-to-one (the handout's 7.1): one-hot characters, a bidirectional GRU stack, the forward
+    direction's output at each text's last character and the backward direction's output at
+    its first character, each projected to E_DIM and summed, then projected to the classes.
+    The texts go in packed with their true lengths, so padding never dilutes the summary.
+    """
+
+    def __init__(self, num_classes, hidden_size=512, num_layers=4, e_dim=E_DIM,
+                 use_torch=False, reset_after=True):
+        super().__init__()
+        self.e_dim = e_dim
+        self.rnn = recurrent_layer("gru", e_dim, hidden_size, num_layers, use_torch,
+                                   reset_after, bidirectional=True, batch_first=True)
+        self.project_forward = nn.Linear(hidden_size, e_dim)
+        self.project_backward = nn.Linear(hidden_size, e_dim)
+        self.classify = nn.Linear(e_dim, num_classes)
+
+    def forward(self, codes, lengths):
+        """codes: [B, T] int64; lengths: [B] (CPU int64). Returns logits [B, classes]."""
+        x = F.one_hot(codes, self.e_dim).to(self.classify.weight.dtype)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, h_n = self.rnn(packed)
+        # The last layer's final states: forward at the last character, backward at the first.
+        summary = self.project_forward(h_n[-2]) + self.project_backward(h_n[-1])
+        return self.classify(summary)
+
+
+@dataclass
+class ClassifySettings(TrainSettings):
+    data: Optional[str] = None  # a CSV with columns text,label; None: the VADER texts
+    max_len: int = 256          # texts are cut to this many characters
+    non_ascii: str = "error"    # or "replace"
+
+
+class ClassifyTask:
+    name = "classify"
+    Settings = ClassifySettings
+    defaults = dict(hidden=128, layers=2, steps=1500, batch=32, lr=3e-3)
+    handout_layers = 4
+
+    def __init__(self, settings: ClassifySettings):
+        self.settings = s = settings
+        if s.data:
+            texts, labels, self.classes = load_labelled_csv(s.data, non_ascii=s.non_ascii)
+        else:
+            texts, labels, self.classes, _ = load_vader()
+        order = torch.randperm(len(texts), generator=torch.Generator().manual_seed(1234))
+        held = max(1, len(texts) // 10)
+        self.test = [(texts[i][:s.max_len], labels[i]) for i in order[:held].tolist()]
+        self.train = [(texts[i][:s.max_len], labels[i]) for i in order[held:].tolist()]
+        self.config = dict(num_classes=len(self.classes), hidden_size=s.hidden,
+                           num_layers=s.layers, reset_after=s.reset_after)
+
+    @staticmethod
+    def build(config, use_torch=False):
+        return SentimentClassifier(use_torch=use_torch, **config)
+
+    def batch(self, examples, device):
+        codes, lengths = encode_batch([text for text, _ in examples])
+        labels = torch.tensor([label for _, label in examples])
+        return codes.to(device), lengths, labels.to(device)
+
+    def loss(self, model, step, ctx, carry):
+        g = step_generator(self.settings.seed, step)
+        picks = torch.randint(len(self.train), (self.settings.batch,), generator=g).tolist()
+        mine = picks[ctx.rank::ctx.world]
+        codes, lengths, labels = self.batch([self.train[i] for i in mine], ctx.device)
+        return F.cross_entropy(model(codes, lengths), labels), carry
+
+    @torch.no_grad()
+    def evaluate(self, model, ctx, out_dir=None):
+        model.eval()
+        n = len(self.classes)
+        confusion = torch.zeros(n, n, dtype=torch.int64)
+        for i in range(0, len(self.test), 128):
+            codes, lengths, labels = self.batch(self.test[i:i + 128], ctx.device)
+            predicted = model(codes, lengths).argmax(-1)
+            for t, p in zip(labels.tolist(), predicted.tolist()):
+                confusion[t, p] += 1
+        model.train()
+        accuracy = confusion.diag().sum().item() / confusion.sum().item()
+        f1 = []
+        for k in range(n):
+            tp = confusion[k, k].item()
+            precision = tp / max(1, confusion[:, k].sum().item())
+            recall = tp / max(1, confusion[k].sum().item())
+            f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+        report = format_confusion(confusion, self.classes)
+        report += f"\naccuracy {accuracy:.3f} on {confusion.sum().item()} held-out texts; F1 " + \
+            ", ".join(f"{c} {v:.3f}" for c, v in zip(self.classes, f1))
+        if out_dir:
+            png = os.path.join(out_dir, "confusion.png")
+            if save_confusion_png(confusion, self.classes, accuracy, png):
+                report += f"\nconfusion matrix drawn in {png}"
+        return {"accuracy": accuracy, "f1": dict(zip(self.classes, f1)),
+                "confusion": confusion.tolist()}, report

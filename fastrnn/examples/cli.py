@@ -1,0 +1,257 @@
+"""Train, evaluate and sample the handout's three example models.
+
+    python -m fastrnn.train classify                 # sentiment of the VADER texts
+    python -m fastrnn.train charlm                   # character model of Python's docstrings
+    python -m fastrnn.train sort                     # learn to sort 32 numbers in 1..32
+    python -m fastrnn.train evaluate runs/classify/checkpoint.pt
+    python -m fastrnn.train generate runs/charlm/checkpoint.pt --length 400
+    torchrun --nproc_per_node=2 -m fastrnn.train sort   # several processes (DDP)
+
+The defaults show a real result within minutes on two CPU cores; --handout-sizes gives the
+handout's own sizes (512 units, 4/3/4 layers). --torch-layers builds the same network from
+torch.nn's layers instead of fastrnn's, to compare the two.
+"""
+import argparse
+import dataclasses
+import os
+import sys
+import time
+
+import torch
+import torch.distributed as dist
+
+from . import TASKS
+from .charlm import CharLanguageModel
+from .common import (Context, carry_for_rank, gather_carry, load_checkpoint, save_checkpoint,
+                     setup_context, unwrap, wrap)
+from .data import DataError
+
+try:
+    from tqdm import tqdm
+except ImportError:  # progress bars are a nicety
+    tqdm = None
+
+# The settings that choose the data rather than the network: `evaluate` takes them from the
+# checkpoint, and a flag given to it overrides.
+DATA_FIELDS = ("data", "max_len", "non_ascii", "text", "seq", "length", "values")
+
+
+def settings_from_args(task_cls, args):
+    """The task's settings dataclass from the parsed flags (file paths made absolute, so a
+    checkpoint can be evaluated from another folder)."""
+    fields = {f.name for f in dataclasses.fields(task_cls.Settings)}
+    values = {name: getattr(args, name) for name in fields if hasattr(args, name)}
+    values["reset_after"] = not args.reset_before
+    for name in ("data", "text"):
+        if values.get(name):
+            values[name] = os.path.abspath(values[name])
+    return task_cls.Settings(**values)
+
+
+def settings_from_checkpoint(state):
+    """The settings a checkpoint was trained with."""
+    task_cls = TASKS[state["task"]]
+    fields = {f.name for f in dataclasses.fields(task_cls.Settings)}
+    saved = {k: v for k, v in state.get("settings", {}).items() if k in fields}
+    config = state["config"]  # checkpoints from before settings were saved
+    saved.setdefault("hidden", config.get("hidden_size"))
+    saved.setdefault("layers", config.get("num_layers"))
+    for name in ("steps", "batch", "lr"):
+        saved.setdefault(name, 0)
+    return task_cls.Settings(**saved)
+
+
+# ---------------------------------------------------------------- training
+
+def train(args):
+    task_cls = TASKS[args.task]
+    settings = settings_from_args(task_cls, args)
+    ctx = setup_context(args.device)
+    torch.manual_seed(settings.seed)
+    out_dir = args.out or os.path.join("runs", args.task)
+    path = os.path.join(out_dir, "checkpoint.pt")
+    os.makedirs(out_dir, exist_ok=True)
+    start, carry, state = 0, None, None
+    if args.resume and not os.path.exists(path) and ctx.main:
+        print(f"--resume: no checkpoint at {path} yet; starting a fresh run")
+    if args.resume and os.path.exists(path):
+        state = load_checkpoint(path)
+        # the run goes on with the checkpoint's network and data, and this call's step count
+        saved = settings_from_checkpoint(state)
+        differ = [f"--{name.replace('_', '-')}" for name, value in
+                  dataclasses.asdict(settings).items()
+                  if name != "steps" and value != getattr(saved, name)]
+        if differ and ctx.main:
+            print(f"resuming with the checkpoint's settings; these flags differ from them and "
+                  f"are not used: {', '.join(differ)}")
+        settings = dataclasses.replace(saved, steps=settings.steps)
+    task = task_cls(settings)
+    config = state["config"] if state is not None else task.config
+    model = task.build(config, use_torch=args.torch_layers).to(ctx.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, carry = state["step"], carry_for_rank(state.get("carry"), ctx)
+        if ctx.main:
+            print(f"resumed {path} at step {start}")
+    model = wrap(model, ctx)
+    amp = ctx.device.type == "cuda" and not args.no_amp
+    bar = tqdm(total=settings.steps, initial=start, desc=args.task, disable=not ctx.main,
+               dynamic_ncols=True) if tqdm else None
+    began, loss_avg = time.time(), None
+    for step in range(start, settings.steps):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            loss, carry = task.loss(model, step, ctx, carry)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+        if bar:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_avg:.3f}")
+        done = step + 1
+        if done % settings.save_every == 0 or done == settings.steps:
+            carries = gather_carry(carry, ctx)  # every rank takes part
+            if ctx.main:
+                save_checkpoint(path, {"task": args.task, "config": config,
+                                       "settings": dataclasses.asdict(settings),
+                                       "model": unwrap(model).state_dict(),
+                                       "optimizer": optimizer.state_dict(), "step": done,
+                                       "carry": carries})
+    if bar:
+        bar.close()
+    result = None
+    if ctx.main:
+        metrics, report = task.evaluate(model, ctx, out_dir)
+        print(report)
+        print(f"trained steps {start}..{settings.steps} in {time.time() - began:.1f} s on "
+              f"{ctx.device} x {ctx.world}; checkpoint {path}")
+        result = metrics
+    if ctx.world > 1:
+        dist.destroy_process_group()
+    return result
+
+
+def evaluate(args):
+    state = load_checkpoint(args.checkpoint)
+    settings = settings_from_checkpoint(state)
+    # The network comes from the checkpoint, and so do the data settings it was trained
+    # with; a data flag given here overrides the saved one.
+    changes = {}
+    for name in DATA_FIELDS:
+        given = getattr(args, name, None)
+        if given is not None and hasattr(settings, name):
+            if given != getattr(settings, name):
+                print(f"evaluating with --{name.replace('_', '-')} {given} (the model was "
+                      f"trained with {getattr(settings, name)})")
+            changes[name] = os.path.abspath(given) if name in ("data", "text") else given
+    settings = dataclasses.replace(settings, **changes)
+    ctx = Context(torch.device(args.device))
+    task = TASKS[state["task"]](settings)
+    model = task.build(state["config"], use_torch=args.torch_layers).to(ctx.device)
+    model.load_state_dict(state["model"])
+    metrics, report = task.evaluate(model, ctx, os.path.dirname(args.checkpoint))
+    print(report)
+    return metrics
+
+
+def generate(args):
+    state = load_checkpoint(args.checkpoint)
+    if state["task"] != "charlm":
+        raise DataError(f"{args.checkpoint}: a {state['task']} checkpoint; generate needs a "
+                        "charlm one")
+    model = CharLanguageModel(use_torch=args.torch_layers, **state["config"]).to(args.device)
+    model.load_state_dict(state["model"])
+    text = model.generate(args.length, args.prompt, args.temperature,
+                          torch.Generator().manual_seed(args.seed))
+    print(args.prompt + text)
+    return text
+
+
+# ---------------------------------------------------------------- command line
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m fastrnn.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(q):
+        q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--torch-layers", action="store_true",
+                       help="build the network from torch.nn's layers instead of fastrnn's")
+
+    def non_ascii(q, default):
+        q.add_argument("--non-ascii", choices=["error", "replace"], default=default,
+                       help="what to do with non-ASCII characters in your own data")
+
+    for name, task_cls in TASKS.items():
+        q = sub.add_parser(name, help=f"train the {name} model")
+        common(q)
+        d = task_cls.defaults
+        q.add_argument("--hidden", type=int, default=d["hidden"])
+        q.add_argument("--layers", type=int, default=d["layers"])
+        q.add_argument("--steps", type=int, default=d["steps"])
+        q.add_argument("--batch", type=int, default=d["batch"])
+        q.add_argument("--lr", type=float, default=d["lr"])
+        q.add_argument("--handout-sizes", "--seed-sizes", action="store_true",
+                       help=f"the handout's sizes: 512 units, {task_cls.handout_layers} layers")
+        q.add_argument("--reset-before", action="store_true",
+                       help="the handout's GRU: reset_after=False (reset gate before the "
+                            "recurrent product)")
+        q.add_argument("--out", help=f"folder for the checkpoint (default runs/{name})")
+        q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+        q.add_argument("--save-every", type=int, default=100)
+        q.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+        if name == "classify":
+            q.add_argument("--data", help="CSV with columns text,label (default: VADER)")
+            q.add_argument("--max-len", type=int, default=256)
+            non_ascii(q, "error")
+        if name == "charlm":
+            q.add_argument("--text", help="a text file (default: the stdlib's docstrings)")
+            q.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
+            q.add_argument("--seq", type=int, default=128)
+            non_ascii(q, "error")
+        if name == "sort":
+            q.add_argument("--length", type=int, default=32)
+            q.add_argument("--values", type=int, default=32)
+    q = sub.add_parser("evaluate", help="evaluate a checkpoint (on the data settings it was "
+                       "trained with, unless given here)")
+    q.add_argument("checkpoint")
+    common(q)
+    non_ascii(q, None)
+    q.add_argument("--data")
+    q.add_argument("--text")
+    q.add_argument("--max-len", type=int)
+    q.add_argument("--seq", type=int)
+    q.add_argument("--length", type=int)
+    q.add_argument("--values", type=int)
+    q = sub.add_parser("generate", help="sample text from a charlm checkpoint")
+    q.add_argument("checkpoint")
+    common(q)
+    q.add_argument("--length", type=int, default=400)
+    q.add_argument("--prompt", default="The ")
+    q.add_argument("--temperature", type=float, default=0.8)
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "evaluate":
+            return evaluate(args)
+        if args.command == "generate":
+            return generate(args)
+        args.task = args.command
+        if args.handout_sizes:
+            args.hidden, args.layers = 512, TASKS[args.task].handout_layers
+        return train(args)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()
