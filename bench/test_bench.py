@@ -14,7 +14,7 @@ from fastrnn.bench import Case, make_layers, workloads
 CASES = [
     Case("lstm", 256, 64, 128, 512),
     Case("gru", 256, 64, 128, 512),
-    Case("gru_cho", 256, 64, 128, 512),
+    Case("gru_reset_after_false", 256, 64, 128, 512),
     Case("rnn", 256, 64, 128, 512),
     Case("lstm", 32, 1, 128, 512, 3, generation=True),
     Case("gru", 32, 1, 128, 512, 3, generation=True),

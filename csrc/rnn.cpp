@@ -5,7 +5,7 @@
 #include "backend.h"
 #include "checks.h"
 #include "drivers.h"
-#include "sequence_common.h"
+#include "sequence/common.h"
 #include "weight_grads.h"
 
 namespace fastrnn {

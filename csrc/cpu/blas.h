@@ -10,7 +10,7 @@
 #include <cstring>
 #include <type_traits>
 
-#include "sequence_common.h"
+#include "sequence/common.h"
 #include "simd.h"
 
 // The Fortran BLAS that torch links (MKL in the x86 wheels) exports sgemm_/dgemm_; ATen's

@@ -2,7 +2,7 @@
 // one thread per (row, unit) element, launch and instantiation boilerplate.
 #pragma once
 
-#include "sequence_common.h"
+#include "sequence/common.h"
 #include "kernels.h"
 
 namespace fastrnn {

@@ -7,7 +7,7 @@
 #pragma once
 
 #include "params.h"
-#include "sequence_common.h"
+#include "sequence/common.h"
 #include "steps.h"
 
 namespace fastrnn {

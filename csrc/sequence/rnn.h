@@ -4,7 +4,7 @@
 #pragma once
 
 #include "params.h"
-#include "sequence_common.h"
+#include "sequence/common.h"
 #include "steps.h"
 
 namespace fastrnn {

@@ -41,7 +41,6 @@ def settings_from_args(task_cls, args):
     checkpoint can be evaluated from another folder)."""
     fields = {f.name for f in dataclasses.fields(task_cls.Settings)}
     values = {name: getattr(args, name) for name in fields if hasattr(args, name)}
-    values["reset_after"] = not args.reset_before
     for name in ("data", "text"):
         if values.get(name):
             values[name] = os.path.abspath(values[name])
@@ -198,9 +197,9 @@ def parser():
         q.add_argument("--lr", type=float, default=d["lr"])
         q.add_argument("--handout-sizes", "--seed-sizes", action="store_true",
                        help=f"the handout's sizes: 512 units, {task_cls.handout_layers} layers")
-        q.add_argument("--reset-before", action="store_true",
-                       help="the handout's GRU: reset_after=False (reset gate before the "
-                            "recurrent product)")
+        q.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
+                       help="GRU form: --no-reset-after is the handout's GRU (reset gate "
+                            "before the recurrent product, fastrnn.GRU(reset_after=False))")
         q.add_argument("--out", help=f"folder for the checkpoint (default runs/{name})")
         q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
         q.add_argument("--save-every", type=int, default=100)
