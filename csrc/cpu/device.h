@@ -4,20 +4,69 @@
 // Storage and accumulation types are the same here (float or double).
 #pragma once
 
+#include <array>
+#include <initializer_list>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
 #include "steps.h"
 #include "blas.h"
+#include "brgemm.h"
 #include "simd.h"
 
 namespace fastrnn {
 namespace cpu {
 
 struct CpuDevice {
+  // float32 weights the forward multiplies transposed, packed for brgemm by prepare().
+  std::vector<TransposedWeight> transposed;
+
+  // Called by the entry points before the walk: packs the weights that float32 GEMMs of
+  // `rows` >= kBrgemmMinRows read transposed (W [rows_w, cols_w], row-major).
+  template <class T>
+  void prepare(int64_t rows, std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>>
+                                 weights) {
+    if (!std::is_same_v<T, float> || !kHaveBrgemm || rows < kBrgemmMinRows) return;
+    for (const auto& [w, shape] : weights) {
+      if (w == nullptr) continue;
+      const auto options = at::TensorOptions().dtype(at::kFloat);
+      at::Tensor view = at::from_blob(const_cast<void*>(w), {shape[0], shape[1]}, options);
+      transposed.push_back({static_cast<const float*>(w), shape[0], shape[1],
+                            view.t().contiguous()});
+    }
+  }
+
   // C = op(A) op(B) + beta C; the accumulation type is the storage type on the CPU.
+  // float32 products of two rows or more go through brgemm, the rest through the BLAS.
   template <class T>
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
             int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
             bool /*c_acc*/) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
+        int64_t ld_rows = ldb;
+        const float* b_rows = trans_b ? transposed_rows(b, ldb, N, &ld_rows) : b;
+        if (b_rows != nullptr) {
+          brgemm_columns(M, N, K, a, lda, b_rows, ld_rows, beta == 1.0, static_cast<float*>(c),
+                         ldc);
+          return;
+        }
+      }
+    }
     cpu::gemm<T>(trans_a, trans_b, M, N, K, a, lda, b, ldb, T(beta), static_cast<T*>(c), ldc);
+  }
+
+  // For a GEMM reading B = rows of a packed weight transposed: those columns of W^T and
+  // their leading dimension; null when B was not packed.
+  const float* transposed_rows(const float* b, int64_t ldb, int64_t n, int64_t* ld) const {
+    for (const auto& w : transposed) {
+      if (const float* columns = w.find(b, ldb, n)) {
+        *ld = w.rows;
+        return columns;
+      }
+    }
+    return nullptr;
   }
 
   // dh += grad_output[t] on the rows still running at t. [B, width]

@@ -11,6 +11,7 @@ namespace cpu {
 void gru_forward(const GruForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}});
     gru_forward_sequence<scalar_t, scalar_t>(device, args);
   });
 }

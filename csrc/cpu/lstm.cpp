@@ -11,6 +11,8 @@ namespace cpu {
 void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
+    const SequenceArgs& seq = args.seq;
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}});
     lstm_forward_sequence<scalar_t, scalar_t>(device, args);
   });
 }

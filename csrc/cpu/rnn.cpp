@@ -11,6 +11,7 @@ namespace cpu {
 void rnn_forward(const RnnForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}});
     rnn_forward_sequence<scalar_t, scalar_t>(device, args);
   });
 }
