@@ -32,5 +32,6 @@
     m.impl("gru_backward", &fastrnn::gru_backward);                                        \
     m.impl("rnn_forward", &fastrnn::rnn_forward);                                          \
     m.impl("rnn_backward", &fastrnn::rnn_backward);                                        \
+    m.impl("linear", &fastrnn::linear);                                                    \
   }                                                                                        \
   }

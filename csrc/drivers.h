@@ -44,6 +44,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
     c10::string_view nonlinearity);
 
+Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>& bias);
+
 // ---- helpers shared by the drivers
 
 inline const void* data_or_null(const optional<Tensor>& t) {

@@ -13,6 +13,8 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(fastrnn, m) {
+  // input [M, K] @ weight^T + bias: the input projection of all time steps at once
+  m.def("linear(Tensor input, Tensor weight, Tensor? bias) -> Tensor");
   m.def(
       "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
       "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward) -> "

@@ -13,7 +13,7 @@ from . import _C  # noqa: F401  (importing it registers the operators)
 ops = torch.ops.fastrnn
 
 OPERATORS = (
-    "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
+    "linear", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
     "rnn_backward",
 )
 
@@ -54,6 +54,12 @@ def _check_devices(op, reference_name, reference, **tensors):
 
 
 # ---------------------------------------------------------------- fake kernels
+
+@torch.library.register_fake("fastrnn::linear")
+def _linear_fake(input, weight, bias):
+    _check_devices("linear", "input", input, weight=weight, bias=bias)
+    return input.new_empty((input.shape[0], weight.shape[0]))
+
 
 @torch.library.register_fake("fastrnn::lstm_forward")
 def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward):
@@ -234,6 +240,23 @@ def _rnn_backward(ctx, grad_output, grad_h_n, *_unused):
     return (d_input, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None, None, None, None)
 
 
+def _linear_setup(ctx, inputs, output):
+    input, weight, bias = inputs
+    ctx.save_for_backward(input, weight)
+    ctx.has_bias = bias is not None
+
+
+def _linear_backward(ctx, grad):
+    input, weight = ctx.saved_tensors
+    # input^T is copied into rows inside; grad and weight are read as they are
+    d_input = ops.linear(grad, weight.t(), None) if ctx.needs_input_grad[0] else None
+    d_weight = ops.linear(input.t(), grad.t(), None).t() if ctx.needs_input_grad[1] else None
+    d_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return d_input, d_weight, d_bias
+
+
+torch.library.register_autograd("fastrnn::linear", _linear_backward,
+                                setup_context=_linear_setup)
 torch.library.register_autograd("fastrnn::lstm_forward", _lstm_backward,
                                 setup_context=_lstm_setup)
 torch.library.register_autograd("fastrnn::gru_forward", _gru_backward,

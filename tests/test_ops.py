@@ -107,3 +107,37 @@ def test_opcheck_backward(device, cell, options, dtype):
         bargs = [torch.randn_like(out), torch.randn_like(h_n), args[2], hs, args[4], False,
                  options["nonlinearity"]]
         torch.library.opcheck(ops.rnn_backward, bargs)
+
+
+# ---- the input projection: brgemm on the CPU in float32, at::mm otherwise
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_torch(device, dtype, bias):
+    torch.manual_seed(0)
+    big = torch.randn(300, 2, 40, device=device, dtype=dtype)
+    x = big[:, 0, :37].requires_grad_()  # rows with a stride, a width off the SIMD width
+    w = torch.randn(517, 37, device=device, dtype=dtype, requires_grad=True)
+    b = torch.randn(517, device=device, dtype=dtype, requires_grad=True) if bias else None
+    got = ops.linear(x, w, b)
+    want = torch.nn.functional.linear(x, w, b)
+    tolerance = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(got, want, **tolerance)
+    grad = torch.randn_like(want)
+    leaves = [x, w] + ([b] if bias else [])
+    for a, e in zip(torch.autograd.grad(got, leaves, grad), torch.autograd.grad(want, leaves, grad)):
+        torch.testing.assert_close(a, e, **tolerance)
+    if dtype == torch.float64:
+        small = [t.detach()[:5, :6].clone().requires_grad_() if t.dim() == 2 else t for t in (x, w)]
+        small_b = b.detach()[:5].clone().requires_grad_() if bias else None
+        assert torch.autograd.gradcheck(lambda *a: ops.linear(*a), (small[0], small[1], small_b))
+    torch.library.opcheck(ops.linear, (x.detach(), w.detach(), b.detach() if bias else None))
+
+
+def test_linear_checks_its_arguments():
+    with pytest.raises(RuntimeError, match=r"weight must be \[N, 4\]"):
+        ops.linear(torch.randn(3, 4), torch.randn(5, 3), None)
+    with pytest.raises(RuntimeError, match=r"bias must be \[5\]"):
+        ops.linear(torch.randn(3, 4), torch.randn(5, 4), torch.randn(4))
+    with pytest.raises(RuntimeError, match="weight must be Float"):
+        ops.linear(torch.randn(3, 4), torch.randn(5, 4, dtype=torch.float64), None)

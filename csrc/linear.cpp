@@ -1,0 +1,28 @@
+// The input projection of all time steps as one product, input [M, K] @ weight^T [K, N]
+// + bias [N]: on the CPU in float32 through brgemm (matmul.h), elsewhere at::mm. Its
+// autograd formula (fastrnn/_ops.py) calls it again for the two gradients.
+#include "checks.h"
+#include "drivers.h"
+#include "matmul.h"
+
+namespace fastrnn {
+
+Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>& bias) {
+  const char* op = "fastrnn::linear";
+  TORCH_CHECK(input.dim() == 2 && weight.dim() == 2, op, ": input and weight must be 2-D, got ",
+              input.sizes(), " and ", weight.sizes());
+  TORCH_CHECK(weight.size(1) == input.size(1), op, ": weight must be [N, ", input.size(1),
+              "], got ", weight.sizes());
+  TORCH_CHECK(input.is_floating_point() && weight.scalar_type() == input.scalar_type() &&
+                  weight.device() == input.device(),
+              op, ": weight must be ", input.scalar_type(), " on ", input.device(), " like input, got ",
+              weight.scalar_type(), " on ", weight.device());
+  if (bias.has_value()) {
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": bias must be [",
+                weight.size(0), "], got ", bias->sizes());
+    check_like(op, "bias", *bias, weight);
+  }
+  return product(input, weight.t(), contiguous_or_none(bias));
+}
+
+}  // namespace fastrnn
