@@ -61,6 +61,8 @@ class Result:
     fastrnn_ms: float
     torch_peak_mb: float = float("nan")
     fastrnn_peak_mb: float = float("nan")
+    torch_range: tuple = (float("nan"), float("nan"))    # fastest and slowest repeat, ms
+    fastrnn_range: tuple = (float("nan"), float("nan"))
     speedup: float = field(init=False)
 
     def __post_init__(self):
@@ -170,7 +172,9 @@ def run_case(case, device, dtype, repeats, warmup, modes):
         results.append(Result(case, mode, statistics.median(ref_times) * scale,
                               statistics.median(fast_times) * scale,
                               peak_memory_mb(ref_work[mode], device),
-                              peak_memory_mb(fast_work[mode], device)))
+                              peak_memory_mb(fast_work[mode], device),
+                              (min(ref_times) * scale, max(ref_times) * scale),
+                              (min(fast_times) * scale, max(fast_times) * scale)))
     return results
 
 
@@ -224,15 +228,26 @@ def select_cases(args):
 
 
 def format_table(results, title):
-    header = (f"| {'case':<56} | {'mode':<16} | {'torch.nn ms':>12} | {'fastrnn ms':>12} | "
-              f"{'speed-up':>8} | {'peak MB torch / fastrnn':>23} |")
-    lines = [title, "", header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+    """A Markdown table: medians with the fastest and slowest repeat, the speed-up of the
+    medians, and peak memory ("n/a" where a case has none to show)."""
+    header = (f"| {'case':<56} | {'mode':<16} | {'torch.nn ms (min-max)':<33} | "
+              f"{'fastrnn ms (min-max)':<33} | {'speed-up':>8} | {'peak MB torch / fastrnn':>23} |")
+    lines = [title, "", header,
+             "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
+
+    def timing(median, spread, unit):
+        return f"{median:>9.3f}{unit:<5} {f'({spread[0]:.3f}-{spread[1]:.3f})':<19}"
+
+    def memory(mb):
+        return "n/a" if not mb or mb != mb else f"{mb:.1f}"  # nan or 0: nothing measured
+
     for r in results:
         unit = "/step" if r.mode == "generate" else ""
         name = r.case.describe() + (f" ({r.case.label})" if r.case.label else "")
-        lines.append(f"| {name:<56} | {r.mode:<16} | {r.torch_ms:>7.3f}{unit:<5} | "
-                     f"{r.fastrnn_ms:>7.3f}{unit:<5} | {r.speedup:>7.2f}x | "
-                     f"{r.torch_peak_mb:>10.1f} / {r.fastrnn_peak_mb:<10.1f} |")
+        peaks = f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}"
+        lines.append(f"| {name:<56} | {r.mode:<16} | {timing(r.torch_ms, r.torch_range, unit):<33} | "
+                     f"{timing(r.fastrnn_ms, r.fastrnn_range, unit):<33} | {r.speedup:>7.2f}x | "
+                     f"{peaks:>23} |")
     return "\n".join(lines)
 
 
@@ -259,10 +274,20 @@ def draw_chart(results, title, path):
 
 
 def machine_description(device):
+    """The card, or the CPU's model, family and the SIMD level torch runs at, and threads."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads "
-            f"({platform.node()})")
+    model, family = platform.processor() or platform.machine(), ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = {key.strip(): value.strip()
+                    for key, value in (line.split(":", 1) for line in f if ":" in line)}
+        model = info.get("model name", model)
+        family = f", family {info.get('cpu family', '?')}"
+    except OSError:
+        pass
+    return (f"{model}{family}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads")
 
 
 def main(argv=None):
@@ -337,6 +362,7 @@ def write_json(path, title, results):
         json.dump({"title": title, "results": [
             {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
              "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
+             "torch_range_ms": list(r.torch_range), "fastrnn_range_ms": list(r.fastrnn_range),
              "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
             for r in results]}, f, indent=2)
     os.replace(tmp, path)
