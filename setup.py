@@ -33,7 +33,18 @@ CUDA_HOME = find_cuda_home()
 if CUDA_HOME and "CUDA_HOME" not in os.environ:
     os.environ["CUDA_HOME"] = CUDA_HOME  # read by torch.utils.cpp_extension on import
 
-import torch  # noqa: E402
+NO_ISOLATION = (
+    "fastrnn compiles against the torch you have installed, so it must be built without "
+    "pip's build isolation. Install torch first, then run:\n"
+    "    pip install --no-build-isolation .        (or -e . for a source checkout)")
+try:
+    import torch  # noqa: E402
+except ImportError:  # pip's isolated build environment holds no torch (pyproject.toml)
+    raise SystemExit(NO_ISOLATION)
+if "pip-build-env" in torch.__file__:
+    # an isolated environment given a torch anyway: the extension would be compiled against
+    # it (and link CUDA libraries from a folder pip deletes) and fail beside the user's torch
+    raise SystemExit(NO_ISOLATION)
 from torch.utils import cpp_extension  # noqa: E402
 
 DEBUG = os.environ.get("DEBUG", "0") == "1"  # DEBUG=1: -O0 -g, assertions on
@@ -152,7 +163,21 @@ def extension():
     return cpp_extension.CUDAExtension(**kwargs)
 
 
+def write_build_record(with_cuda):
+    """fastrnn/_build_record.py: what this extension was compiled against, checked at import
+    (fastrnn/_build_check.py) so that a mismatch is a clear error, not a crash."""
+    record = os.path.join(ROOT, "fastrnn", "_build_record.py")
+    with open(record, "w") as f:
+        f.write("# Written by setup.py when fastrnn._C was built; read by _build_check.py.\n")
+        f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
+        f.write(f"CUDA_VERSION = {torch.version.cuda if with_cuda else None!r}\n")
+        f.write(f"SIMD = {simd_level()!r}\n")
+
+
+EXTENSION = extension()
+write_build_record(with_cuda=bool(glob.glob("csrc/cuda/*.cu")) and want_cuda())
+
 setup(
-    ext_modules=[extension()],
+    ext_modules=[EXTENSION],
     cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
 )

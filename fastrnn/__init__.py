@@ -1,6 +1,10 @@
 """fastrnn: fused LSTM, GRU and Elman RNN kernels for PyTorch, as drop-in torch.nn layers."""
-from . import _ops
-from .modules import GRU, LSTM, RNN, convert, to_torch
+from ._build_check import check_build
+
+check_build()  # before loading the extension: a clear error for a missing or mismatched build
+
+from . import _ops  # noqa: E402
+from .modules import GRU, LSTM, RNN, convert, to_torch  # noqa: E402
 
 __version__ = "0.1.0"
 

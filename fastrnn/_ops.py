@@ -18,6 +18,10 @@ OPERATORS = (
 )
 
 
+# Gates per hidden unit, in torch.nn's order (kLstmGates, kGruGates, kRnnGates in C++).
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
 def _compiled_backends():
     # Read once at import: the registrations are fixed by then, and a plain dict lookup is
     # something torch.compile can trace.
@@ -66,7 +70,7 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
     _check_devices("lstm_forward", "input_gates", input_gates, h0=h0, c0=c0, w_hh=w_hh,
                    b_hh=b_hh, w_hr=w_hr, lengths=lengths)
     T, B, G = input_gates.shape
-    H, P = G // 4, h0.shape[-1]
+    H, P = G // GATES["lstm"], h0.shape[-1]
     new = input_gates.new_empty
     acc = _acc_dtype(input_gates.dtype)
     if not save_for_backward:
@@ -88,7 +92,8 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
     T, B, G = gates.shape
     P = hs.shape[-1]
     grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(hs)
-    return (hs.new_empty((T, B, G)), hs.new_empty((B, P)), hs.new_empty((B, G // 4)),
+    H = G // GATES["lstm"]
+    return (hs.new_empty((T, B, G)), hs.new_empty((B, P)), hs.new_empty((B, H)),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)), grad_w_hr)
 
 
@@ -97,7 +102,7 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
     _check_devices("gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
                    lengths=lengths)
     T, B, G = input_gates.shape
-    H = G // 3
+    H = G // GATES["gru"]
     new = input_gates.new_empty
     acc = _acc_dtype(input_gates.dtype)
     if not save_for_backward:
@@ -113,7 +118,7 @@ def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, r
     _check_devices("gru_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
                    w_hh=w_hh, gates=gates, extra=extra, lengths=lengths)
     T, B, G = gates.shape
-    return (hs.new_empty((T, B, G)), hs.new_empty((B, G // 3)),
+    return (hs.new_empty((T, B, G)), hs.new_empty((B, G // GATES["gru"])),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)))
 
 

@@ -4,13 +4,13 @@ import torch
 
 import fastrnn  # noqa: F401  (registers the operators)
 from helpers import DEVICES
-from fastrnn._ops import ops
+from fastrnn._ops import GATES, ops
 
 T, B, H, P = 5, 3, 4, 2
 
 
 def make_inputs(cell, device, dtype=torch.float64, lengths=True, proj=False, bias=True):
-    g = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    g = GATES[cell]
     p = P if proj else H
     torch.manual_seed(0)
 

@@ -12,7 +12,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 import fastrnn
 from helpers import KINDS, make_pair
 from fastrnn import _ops
-from fastrnn._ops import ops
+from fastrnn._ops import GATES, ops
 
 
 def outputs_of(result):
@@ -120,7 +120,7 @@ def test_double_backward_raises_instead_of_a_wrong_result(kind):
 
 @pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
 def test_gradgradcheck_raises(op):
-    g = {"lstm": 4, "gru": 3, "rnn": 1}[op]
+    g = GATES[op]
     torch.manual_seed(0)
     gates = torch.randn(3, 2, g * 4, dtype=torch.float64, requires_grad=True)
     h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
@@ -175,7 +175,7 @@ def _meta_variants(args):
 
 @pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
 def test_raw_op_with_any_argument_on_meta_raises(op):
-    g = {"lstm": 4, "gru": 3, "rnn": 1}[op]
+    g = GATES[op]
     gates, h0, w_hh = torch.randn(3, 2, g * 4), torch.zeros(2, 4), torch.randn(g * 4, 4)
     bias, lengths = torch.zeros(g * 4), torch.tensor([3, 1])
     if op == "lstm":
@@ -517,7 +517,7 @@ def test_fake_backward_returns_the_cuda_kernels_dtypes():
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_opcheck_with_empty_batch(cell):
-    g = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    g = GATES[cell]
     args = [torch.randn(3, 0, g * 4, dtype=torch.float64, requires_grad=True),
             torch.zeros(0, 4, dtype=torch.float64, requires_grad=True)]
     if cell == "lstm":
