@@ -12,10 +12,12 @@ torch.nn time / fastrnn time (above 1: fastrnn is faster) and the peak memory of
 (from torch's profiler on the CPU, from the caching allocator on CUDA).
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -113,8 +115,7 @@ def peak_memory_mb(fn, device):
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the profiler's start/stop chatter
-    with torch.autograd.profiler.profile(profile_memory=True) as prof:
+    with _stderr_silenced(), torch.autograd.profiler.profile(profile_memory=True) as prof:
         fn()
     changes = sorted((e.time_range.start, e.self_cpu_memory_usage)
                      for e in prof.function_events if e.self_cpu_memory_usage)
@@ -123,6 +124,21 @@ def peak_memory_mb(fn, device):
         total += nbytes
         peak = max(peak, total)
     return peak / 2**20
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """The profiler's native code prints a line on stderr at every start and stop (USDT
+    profiler_start/stop): keep them out of the table."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def workloads(case, module, device, dtype):
@@ -244,7 +260,8 @@ def format_table(results, title):
     for r in results:
         unit = "/step" if r.mode == "generate" else ""
         name = r.case.describe() + (f" ({r.case.label})" if r.case.label else "")
-        peaks = f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}"
+        peaks = ("n/a" if r.mode == "generate"  # one step at a time: nothing to compare
+                 else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}")
         lines.append(f"| {name:<56} | {r.mode:<16} | {timing(r.torch_ms, r.torch_range, unit):<33} | "
                      f"{timing(r.fastrnn_ms, r.fastrnn_range, unit):<33} | {r.speedup:>7.2f}x | "
                      f"{peaks:>23} |")
@@ -329,6 +346,13 @@ def run(argv=None):
 
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
+    from .modules import KERNEL_DTYPES
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA GPU is visible to torch on this machine")
+    if not fastrnn.build_info().get(device.type) or dtype not in KERNEL_DTYPES[device.type]:
+        parser.error(f"fastrnn has no {args.dtype} kernels on {device.type} in this build "
+                     f"(it would run torch.nn's own implementation, so the comparison would "
+                     f"compare torch.nn with itself)")
     precision = args.dtype
     if device.type == "cuda":
         # Both sides alike: cuDNN reads the cudnn flag, fastrnn's cuBLAS GEMMs the matmul one.

@@ -98,27 +98,36 @@ def train(args):
     amp = ctx.device.type == "cuda" and not args.no_amp
     bar = tqdm(total=settings.steps, initial=start, desc=args.task, disable=not ctx.main,
                dynamic_ncols=True) if tqdm else None
-    began, loss_avg = time.time(), None
-    for step in range(start, settings.steps):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            loss, carry = task.loss(model, step, ctx, carry)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+    began, loss_avg, step, last_saved = time.time(), None, start, start
+    try:
+        for step in range(start, settings.steps):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss, carry = task.loss(model, step, ctx, carry)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
+            if bar:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_avg:.3f}")
+            done = step + 1
+            if done % settings.save_every == 0 or done == settings.steps:
+                carries = gather_carry(carry, ctx)  # every rank takes part
+                if ctx.main:
+                    save_checkpoint(path, {"task": args.task, "config": config,
+                                           "settings": dataclasses.asdict(settings),
+                                           "model": unwrap(model).state_dict(),
+                                           "optimizer": optimizer.state_dict(), "step": done,
+                                           "carry": carries})
+                last_saved = done
+    except KeyboardInterrupt:
         if bar:
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_avg:.3f}")
-        done = step + 1
-        if done % settings.save_every == 0 or done == settings.steps:
-            carries = gather_carry(carry, ctx)  # every rank takes part
-            if ctx.main:
-                save_checkpoint(path, {"task": args.task, "config": config,
-                                       "settings": dataclasses.asdict(settings),
-                                       "model": unwrap(model).state_dict(),
-                                       "optimizer": optimizer.state_dict(), "step": done,
-                                       "carry": carries})
+            bar.close()
+        if ctx.main:
+            print(f"\ninterrupted at step {step}; last checkpoint at step {last_saved} "
+                  f"({path}); continue with --resume", file=sys.stderr)
+        raise SystemExit(130)
     if bar:
         bar.close()
     result = None
@@ -175,10 +184,13 @@ def parser():
     p = argparse.ArgumentParser(prog="python -m fastrnn.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    shown = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     def common(q):
-        q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                       help="where to run: cpu, cuda or cuda:N")
+        q.add_argument("--seed", type=int, default=0,
+                       help="seed of the initial weights and of every step's random draw")
         q.add_argument("--torch-layers", action="store_true",
                        help="build the network from torch.nn's layers instead of fastrnn's")
 
@@ -187,14 +199,16 @@ def parser():
                        help="what to do with non-ASCII characters in your own data")
 
     for name, task_cls in TASKS.items():
-        q = sub.add_parser(name, help=f"train the {name} model")
+        q = sub.add_parser(name, help=f"train the {name} model", **shown)
         common(q)
         d = task_cls.defaults
-        q.add_argument("--hidden", type=int, default=d["hidden"])
-        q.add_argument("--layers", type=int, default=d["layers"])
-        q.add_argument("--steps", type=int, default=d["steps"])
-        q.add_argument("--batch", type=int, default=d["batch"])
-        q.add_argument("--lr", type=float, default=d["lr"])
+        q.add_argument("--hidden", type=int, default=d["hidden"],
+                       help="units per recurrent layer")
+        q.add_argument("--layers", type=int, default=d["layers"], help="recurrent layers")
+        q.add_argument("--steps", type=int, default=d["steps"], help="training steps in all")
+        q.add_argument("--batch", type=int, default=d["batch"],
+                       help="examples per step (split over the processes under torchrun)")
+        q.add_argument("--lr", type=float, default=d["lr"], help="Adam's learning rate")
         q.add_argument("--handout-sizes", "--seed-sizes", action="store_true",
                        help=f"the handout's sizes: 512 units, {task_cls.handout_layers} layers")
         q.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
@@ -202,42 +216,53 @@ def parser():
                             "before the recurrent product, fastrnn.GRU(reset_after=False))")
         q.add_argument("--out", help=f"folder for the checkpoint (default runs/{name})")
         q.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-        q.add_argument("--save-every", type=int, default=100)
+        q.add_argument("--save-every", type=int, default=100,
+                       help="write the checkpoint every this many steps")
         q.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
         if name == "classify":
             q.add_argument("--data", help="CSV with columns text,label (default: VADER)")
-            q.add_argument("--max-len", type=int, default=256)
+            q.add_argument("--max-len", type=int, default=256,
+                           help="texts are cut to this many characters")
             non_ascii(q, "error")
         if name == "charlm":
             q.add_argument("--text", help="a text file (default: the stdlib's docstrings)")
-            q.add_argument("--cell", choices=["lstm", "gru"], default="lstm")
-            q.add_argument("--seq", type=int, default=128)
+            q.add_argument("--cell", choices=["lstm", "gru"], default="lstm",
+                           help="the recurrent cell")
+            q.add_argument("--seq", type=int, default=128,
+                           help="characters per truncated back-propagation chunk")
             non_ascii(q, "error")
         if name == "sort":
-            q.add_argument("--length", type=int, default=32)
-            q.add_argument("--values", type=int, default=32)
+            q.add_argument("--length", type=int, default=32, help="numbers per sequence")
+            q.add_argument("--values", type=int, default=32,
+                           help="numbers are drawn from 1..values")
     q = sub.add_parser("evaluate", help="evaluate a checkpoint (on the data settings it was "
-                       "trained with, unless given here)")
-    q.add_argument("checkpoint")
+                       "trained with, unless given here)", **shown)
+    q.add_argument("checkpoint", help="a checkpoint.pt written by training")
     common(q)
     non_ascii(q, None)
-    q.add_argument("--data")
-    q.add_argument("--text")
-    q.add_argument("--max-len", type=int)
-    q.add_argument("--seq", type=int)
-    q.add_argument("--length", type=int)
-    q.add_argument("--values", type=int)
-    q = sub.add_parser("generate", help="sample text from a charlm checkpoint")
-    q.add_argument("checkpoint")
+    saved = "(default: the checkpoint's)"
+    q.add_argument("--data", help=f"classify: the CSV to evaluate on {saved}")
+    q.add_argument("--text", help=f"charlm: the text file {saved}")
+    q.add_argument("--max-len", type=int, help=f"classify: characters per text {saved}")
+    q.add_argument("--seq", type=int, help=f"charlm: characters per chunk {saved}")
+    q.add_argument("--length", type=int, help=f"sort: numbers per sequence {saved}")
+    q.add_argument("--values", type=int, help=f"sort: largest number {saved}")
+    q = sub.add_parser("generate", help="sample text from a charlm checkpoint", **shown)
+    q.add_argument("checkpoint", help="a charlm checkpoint.pt")
     common(q)
-    q.add_argument("--length", type=int, default=400)
-    q.add_argument("--prompt", default="The ")
-    q.add_argument("--temperature", type=float, default=0.8)
+    q.add_argument("--length", type=int, default=400, help="characters to generate")
+    q.add_argument("--prompt", default="The ", help="the text the model continues")
+    q.add_argument("--temperature", type=float, default=0.8,
+                   help="below 1: likelier characters; above 1: more varied")
     return p
 
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        print(f"error: --device {args.device}: no CUDA GPU is visible to torch on this "
+              "machine; use --device cpu", file=sys.stderr)
+        raise SystemExit(2)
     try:
         if args.command == "evaluate":
             return evaluate(args)
