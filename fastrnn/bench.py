@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
 
@@ -46,13 +47,29 @@ class Case:
     bidirectional: bool = False
     generation: bool = False  # one step at a time, state carried across calls
     label: str = ""
+    packed: bool = False      # a PackedSequence, lengths drawn between T/2 and T
 
     def describe(self):
         if self.generation:
             return (f"{self.cell} generate {self.seq} steps B={self.batch} I={self.input} "
                     f"H={self.hidden} L={self.layers}")
         return (f"{self.cell} T={self.seq} B={self.batch} I={self.input} H={self.hidden} "
-                f"L={self.layers}{' bi' if self.bidirectional else ''}")
+                f"L={self.layers}{' bi' if self.bidirectional else ''}"
+                f"{' packed' if self.packed else ''}")
+
+    def flops(self, mode):
+        """The GEMM work of one call (the point-wise part is small beside it): forward,
+        2 (input + hidden) G per row and step, for every layer and direction; backward about
+        twice the forward; a generation step has one row per batch entry."""
+        gates = {"lstm": 4, "rnn": 1}.get(self.cell, 3) * self.hidden
+        directions = 2 if self.bidirectional else 1
+        steps = 1 if self.generation else self.seq
+        rows = self.batch * (0.75 if self.packed else 1.0)  # mean length 3T/4
+        total = 0.0
+        for layer in range(self.layers):
+            layer_input = self.input if layer == 0 else directions * self.hidden
+            total += directions * 2.0 * steps * rows * (layer_input + self.hidden) * gates
+        return total * (3.0 if mode == "forward+backward" else 1.0)
 
 
 @dataclass
@@ -65,6 +82,7 @@ class Result:
     fastrnn_peak_mb: float = float("nan")
     torch_range: tuple = (float("nan"), float("nan"))    # fastest and slowest repeat, ms
     fastrnn_range: tuple = (float("nan"), float("nan"))
+    fastrnn_gflops: float = float("nan")  # the case's GEMM work over fastrnn's median time
     speedup: float = field(init=False)
 
     def __post_init__(self):
@@ -141,6 +159,22 @@ def _stderr_silenced():
         os.close(saved)
 
 
+def gemm_peak_gflops(device, dtype):
+    """The rate of one plain product in this run (4096 x 512 x 2048, the fastest GEMM
+    fastrnn has here: brgemm on the CPU in float32, torch.mm otherwise), against which each
+    case's useful GFLOP/s is given as a machine-independent efficiency."""
+    a = torch.randn(4096, 512, device=device, dtype=dtype)
+    w = torch.randn(2048, 512, device=device, dtype=dtype)
+    run = timer(device)
+    product = (lambda: fastrnn._ops.ops.linear(a, w, None)) if (
+        device.type == "cpu" and dtype == torch.float32) else (lambda: a @ w.t())
+    for _ in range(2):
+        product()
+    synchronize(device)
+    seconds = statistics.median(run(product) for _ in range(7)) / 1e3
+    return 2.0 * 4096 * 512 * 2048 / seconds / 1e9
+
+
 def workloads(case, module, device, dtype):
     """The functions to time for one module: {mode: fn}."""
     if case.generation:
@@ -155,14 +189,19 @@ def workloads(case, module, device, dtype):
 
     x = torch.randn(case.seq, case.batch, case.input, device=device, dtype=dtype)
     x_grad = x.clone().requires_grad_()
+    as_input = lambda t: t  # noqa: E731
+    if case.packed:
+        lengths = torch.randint(case.seq // 2, case.seq + 1, (case.batch,),
+                                generator=torch.Generator().manual_seed(0))
+        as_input = lambda t: pack_padded_sequence(t, lengths, enforce_sorted=False)  # noqa
 
     def forward():
         with torch.no_grad():
-            module(x)
+            module(as_input(x))
 
     def forward_backward():
-        out, _ = module(x_grad)
-        out.sum().backward()
+        out, _ = module(as_input(x_grad))
+        (out.data if case.packed else out).sum().backward()
     return {"forward": forward, "forward+backward": forward_backward}
 
 
@@ -185,12 +224,13 @@ def run_case(case, device, dtype, repeats, warmup, modes):
             for fn, times in (pair if r % 2 == 0 else pair[::-1]):
                 times.append(measure(fn))
         scale = 1.0 / case.seq if case.generation else 1.0  # per generated step
-        results.append(Result(case, mode, statistics.median(ref_times) * scale,
-                              statistics.median(fast_times) * scale,
+        fast_ms = statistics.median(fast_times) * scale
+        results.append(Result(case, mode, statistics.median(ref_times) * scale, fast_ms,
                               peak_memory_mb(ref_work[mode], device),
                               peak_memory_mb(fast_work[mode], device),
                               (min(ref_times) * scale, max(ref_times) * scale),
-                              (min(fast_times) * scale, max(fast_times) * scale)))
+                              (min(fast_times) * scale, max(fast_times) * scale),
+                              case.flops(mode) / (fast_ms / 1e3) / 1e9))
     return results
 
 
@@ -200,7 +240,8 @@ MODES = ("forward", "forward+backward")  # generation cases always run their "ge
 
 def preset_cases(preset, cells):
     """The grids of cases:
-    quick   T=256 B=64 I=128 H=512 for each cell, and a generation step (B=1, T=1, 3 layers)
+    quick   T=256 B=64 I=128 H=512 for each cell, packed input (LSTM, GRU; lengths between
+            T/2 and T), and a generation step (B=1, T=1, 3 layers)
     seed    the handout's stacks: its classifier (4-layer bidirectional GRU, I=E_DIM=128),
             character model (3 layers) and sorter (4 layers, T=32), at T=256, B=64, H=512
     long    long sequences: T=2048, B=16, I=128, H=256
@@ -225,6 +266,8 @@ def preset_cases(preset, cells):
         cases += [Case(cell, 2048, 16, 128, 256) for cell in cells]
     else:
         cases += [Case(cell, 256, 64, 128, 512) for cell in cells]
+        cases += [Case(cell, 256, 64, 128, 512, packed=True)
+                  for cell in cells if cell in ("lstm", "gru")]
         cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
                   for cell in cells if cell in ("lstm", "gru")]
     return cases
@@ -243,11 +286,12 @@ def select_cases(args):
     return preset_cases(args.preset, cells)
 
 
-def format_table(results, title):
+def format_table(results, title, peak_gflops=float("nan")):
     """A Markdown table: medians with the fastest and slowest repeat, the speed-up of the
     medians, and peak memory ("n/a" where a case has none to show)."""
     header = (f"| {'case':<56} | {'mode':<16} | {'torch.nn ms (min-max)':<33} | "
-              f"{'fastrnn ms (min-max)':<33} | {'speed-up':>8} | {'peak MB torch / fastrnn':>23} |")
+              f"{'fastrnn ms (min-max)':<33} | {'speed-up':>8} | {'% GEMM peak':>11} | "
+              f"{'peak MB torch / fastrnn':>23} |")
     lines = [title, "", header,
              "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
 
@@ -264,7 +308,7 @@ def format_table(results, title):
                  else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}")
         lines.append(f"| {name:<56} | {r.mode:<16} | {timing(r.torch_ms, r.torch_range, unit):<33} | "
                      f"{timing(r.fastrnn_ms, r.fastrnn_range, unit):<33} | {r.speedup:>7.2f}x | "
-                     f"{peaks:>23} |")
+                     f"{100 * r.fastrnn_gflops / peak_gflops:>10.0f}% | {peaks:>23} |")
     return "\n".join(lines)
 
 
@@ -363,6 +407,8 @@ def run(argv=None):
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
              f"{machine_description(device)}, {precision}, median of {args.repeats}")
     torch.manual_seed(0)
+    peak = gemm_peak_gflops(device, dtype)
+    title += f"; GEMM peak here {peak:.0f} GFLOP/s (% GEMM peak: fastrnn's useful rate over it)"
     cases = select_cases(args)
     results = []
     began = time.perf_counter()
@@ -373,20 +419,21 @@ def run(argv=None):
         print(f"[{k}/{len(cases)}] {case.describe()}: {elapsed:.0f} s elapsed, "
               f"about {eta:.0f} s to go", flush=True)
         if args.json:  # after every case, so a run cut short still leaves its numbers
-            write_json(args.json, title, results)
-    print(format_table(results, title))
+            write_json(args.json, title, results, peak)
+    print(format_table(results, title, peak))
     if args.png:
         draw_chart(results, title, args.png)
     return results
 
 
-def write_json(path, title, results):
+def write_json(path, title, results, peak_gflops):
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
-        json.dump({"title": title, "results": [
+        json.dump({"title": title, "gemm_peak_gflops": peak_gflops, "results": [
             {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
              "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
              "torch_range_ms": list(r.torch_range), "fastrnn_range_ms": list(r.fastrnn_range),
+             "fastrnn_gflops": r.fastrnn_gflops,
              "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
             for r in results]}, f, indent=2)
     os.replace(tmp, path)
