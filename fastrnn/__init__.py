@@ -10,7 +10,14 @@ __version__ = "0.1.0"
 
 
 def build_info():
-    """Which backends this build of fastrnn holds kernels for."""
+    """Which backends this build of fastrnn holds kernels for, e.g.
+    ``{'cpu': True, 'cuda': False}`` (a CPU-only build). A device without kernels runs
+    torch.nn's implementation.
+
+    >>> import fastrnn
+    >>> fastrnn.build_info()["cpu"]
+    True
+    """
     return {"cpu": _ops.has_kernel("cpu"), "cuda": _ops.has_kernel("cuda")}
 
 

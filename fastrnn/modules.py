@@ -362,7 +362,22 @@ class _FusedRNNMixin:
 
 
 class LSTM(_FusedRNNMixin, nn.RNNBase):
-    """torch.nn.LSTM with fused kernels: same arguments, parameters and outputs."""
+    """torch.nn.LSTM with fused kernels: the same constructor arguments (``proj_size``
+    included), parameter names and shapes, ``state_dict``, inputs (padded, ``batch_first``,
+    unbatched, PackedSequence) and outputs ``(output, (h_n, c_n))``.
+
+    Differences from torch.nn: the class derives from ``nn.RNNBase``, not ``nn.LSTM``
+    (``isinstance(layer, nn.LSTM)`` is False), so that ``torch.compile(fullgraph=True)``
+    traces it; a device or dtype without fastrnn kernels (bfloat16 on the CPU) and active
+    torch.func transforms run torch.nn's implementation, with a warning; double backward
+    raises; TorchScript needs :func:`to_torch` first.
+
+    >>> import torch, fastrnn
+    >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)
+    >>> out, (h, c) = lstm(torch.randn(3, 5, 8))
+    >>> out.shape, h.shape, c.shape
+    (torch.Size([3, 5, 16]), torch.Size([2, 3, 16]), torch.Size([2, 3, 16]))
+    """
 
     _torch_class = nn.LSTM
     # torch.nn.LSTM's own argument checks and state permutation
@@ -381,6 +396,16 @@ class GRU(_FusedRNNMixin, nn.RNNBase):
     r * (W_hn h + b_hn)). reset_after=False is Cho et al.'s original, where the reset gate
     multiplies the state before the recurrent product: n = tanh(W_in x + b_in +
     W_hn (r * h) + b_hn). Both have the same parameters, so state_dicts load either way.
+    Otherwise torch.nn.GRU's contract, with the differences listed on :class:`LSTM`
+    (reset_after=False has no torch.nn fallback: where one would be needed it raises).
+
+    >>> import torch, fastrnn
+    >>> gru = fastrnn.GRU(8, 16, reset_after=False)
+    >>> gru.load_state_dict(torch.nn.GRU(8, 16).state_dict())
+    <All keys matched successfully>
+    >>> out, h = gru(torch.randn(5, 3, 8))
+    >>> out.shape, h.shape
+    (torch.Size([5, 3, 16]), torch.Size([1, 3, 16]))
     """
 
     _torch_class = nn.GRU
@@ -397,7 +422,15 @@ class GRU(_FusedRNNMixin, nn.RNNBase):
 
 
 class RNN(_FusedRNNMixin, nn.RNNBase):
-    """torch.nn.RNN (tanh or relu) with fused kernels."""
+    """torch.nn.RNN (tanh or relu) with fused kernels: torch.nn.RNN's contract, with the
+    differences listed on :class:`LSTM`.
+
+    >>> import torch, fastrnn
+    >>> rnn = fastrnn.RNN(8, 16, nonlinearity="relu", bidirectional=True)
+    >>> out, h = rnn(torch.randn(5, 8))  # unbatched input
+    >>> out.shape, h.shape
+    (torch.Size([5, 32]), torch.Size([2, 16]))
+    """
 
     _torch_class = nn.RNN
 
@@ -424,6 +457,13 @@ def convert(model: nn.Module) -> nn.Module:
 
     Works in place and returns `model` (which may itself be such a layer). The parameters
     stay the same objects, so an optimizer built before the call keeps working.
+
+    >>> import torch, fastrnn
+    >>> model = torch.nn.Sequential(torch.nn.LSTM(4, 8))
+    >>> type(fastrnn.convert(model)[0]).__name__
+    'LSTM'
+    >>> isinstance(model[0], fastrnn.LSTM)
+    True
     """
     for module in model.modules():
         for torch_cls, fast_cls in _REPLACEMENTS:
@@ -440,6 +480,11 @@ def to_torch(model: nn.Module) -> nn.Module:
 
     A reset_after=False GRU has no torch.nn equivalent: it raises ValueError, and nothing
     is changed.
+
+    >>> import torch, fastrnn
+    >>> model = torch.nn.Sequential(fastrnn.GRU(4, 8))
+    >>> type(fastrnn.to_torch(model)[0]) is torch.nn.GRU
+    True
     """
     layers = [m for m in model.modules() if isinstance(m, _FusedRNNMixin)]
     for layer in layers:
