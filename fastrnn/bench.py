@@ -293,28 +293,33 @@ def select_cases(args):
 
 def format_table(results, title, peak_gflops=float("nan")):
     """A Markdown table: medians with the fastest and slowest repeat, the speed-up of the
-    medians, and peak memory ("n/a" where a case has none to show)."""
-    header = (f"| {'case':<56} | {'mode':<16} | {'torch.nn ms (min-max)':<33} | "
-              f"{'fastrnn ms (min-max)':<33} | {'speed-up':>8} | {'% GEMM peak':>11} | "
-              f"{'peak MB torch / fastrnn':>23} |")
-    lines = [title, "", header,
-             "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
-
+    medians, fastrnn's efficiency against a plain GEMM, and peak memory ("n/a" where a case
+    has none to show). Columns are as wide as their widest entry."""
     def timing(median, spread, unit):
         return f"{median:>9.3f}{unit:<5} {f'({spread[0]:.3f}-{spread[1]:.3f})':<19}"
 
     def memory(mb):
         return "n/a" if not mb or mb != mb else f"{mb:.1f}"  # nan or 0: nothing measured
 
+    header = ["case", "mode", "torch.nn ms (min-max)", "fastrnn ms (min-max)", "speed-up",
+              "% GEMM peak", "peak MB torch / fastrnn"]
+    rows = []
     for r in results:
         unit = "/step" if r.mode == "generate" else ""
-        name = r.case.describe() + (f" ({r.case.label})" if r.case.label else "")
-        peaks = ("n/a" if r.mode == "generate"  # one step at a time: nothing to compare
-                 else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}")
-        lines.append(f"| {name:<56} | {r.mode:<16} | {timing(r.torch_ms, r.torch_range, unit):<33} | "
-                     f"{timing(r.fastrnn_ms, r.fastrnn_range, unit):<33} | {r.speedup:>7.2f}x | "
-                     f"{100 * r.fastrnn_gflops / peak_gflops:>10.0f}% | {peaks:>23} |")
-    return "\n".join(lines)
+        rows.append([
+            r.case.describe() + (f" ({r.case.label})" if r.case.label else ""), r.mode,
+            timing(r.torch_ms, r.torch_range, unit), timing(r.fastrnn_ms, r.fastrnn_range, unit),
+            f"{r.speedup:.2f}x", f"{100 * r.fastrnn_gflops / peak_gflops:.0f}%",
+            "n/a" if r.mode == "generate"  # one step at a time: nothing to compare
+            else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}"])
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+    right = {4, 5, 6}  # numbers read best right-aligned
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([title, "", line(header), rule] + [line(row) for row in rows])
 
 
 def draw_chart(results, title, path):

@@ -14,7 +14,17 @@ from .data import E_DIM, DataError, load_corpus, printable
 
 class CharLanguageModel(nn.Module):
     """Many-to-many (the handout's 7.2): one-hot characters through an LSTM or GRU stack, projected
-    to E_DIM logits for the next character."""
+    to E_DIM logits for the next character.
+
+    >>> import torch
+    >>> from fastrnn.examples import CharLanguageModel
+    >>> model = CharLanguageModel("gru", hidden_size=16, num_layers=1)
+    >>> logits, state = model(torch.randint(0, 128, (2, 7)))
+    >>> logits.shape
+    torch.Size([2, 7, 128])
+    >>> len(model.generate(5, prompt="The ", generator=torch.Generator().manual_seed(0)))
+    5
+    """
 
     def __init__(self, cell="lstm", hidden_size=512, num_layers=3, e_dim=E_DIM,
                  use_torch=False, reset_after=True):
