@@ -159,6 +159,21 @@ def _stderr_silenced():
         os.close(saved)
 
 
+def _spin():
+    while True:
+        pass
+
+
+def start_busy_processes(count):
+    """`count` processes that keep a core busy until terminated: the shared machine under
+    which per-step thread synchronisation (torch.nn's and fastrnn's alike) suffers."""
+    import multiprocessing
+    processes = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(count)]
+    for process in processes:
+        process.start()
+    return processes
+
+
 def gemm_peak_gflops(device, dtype, rows=64, repeats=20):
     """The rate of a plain product in this run, 64 x 512 x 2048 (a recurrent step's shape,
     its output staying in cache) through the fastest GEMM fastrnn has here (brgemm on the
@@ -392,6 +407,9 @@ def run(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--png", help="also draw the speed-ups as a chart in this PNG file")
+    parser.add_argument("--busy", type=int, default=0, metavar="N",
+                        help="run N competing busy processes during the timings, as on a "
+                             "shared machine (both sides are slowed; compare the ratios)")
     args = parser.parse_args(argv)
     modes = args.modes.split(",")
     unknown = [m for m in modes if m not in MODES]
@@ -417,6 +435,9 @@ def run(argv=None):
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
              f"{machine_description(device)}, {precision}, median of {args.repeats}")
     torch.manual_seed(0)
+    competitors = start_busy_processes(args.busy)
+    if args.busy:
+        title += f"; beside {args.busy} busy competing process(es)"
     peak = gemm_peak_gflops(device, dtype)
     title += f"; GEMM peak here {peak:.0f} GFLOP/s (% GEMM peak: fastrnn's useful rate over it)"
     cases = select_cases(args)
@@ -430,6 +451,8 @@ def run(argv=None):
               f"about {eta:.0f} s to go", flush=True)
         if args.json:  # after every case, so a run cut short still leaves its numbers
             write_json(args.json, title, results, peak)
+    for process in competitors:
+        process.terminate()
     print(format_table(results, title, peak))
     if args.png:
         draw_chart(results, title, args.png)
