@@ -163,21 +163,35 @@ def extension():
     return cpp_extension.CUDAExtension(**kwargs)
 
 
-def write_build_record(with_cuda):
-    """fastrnn/_build_record.py: what this extension was compiled against, checked at import
-    (fastrnn/_build_check.py) so that a mismatch is a clear error, not a crash."""
-    record = os.path.join(ROOT, "fastrnn", "_build_record.py")
-    with open(record, "w") as f:
+def write_build_record(folder, with_cuda):
+    """_build_record.py beside the built extension: what it was compiled against, checked at
+    import (fastrnn/_build_check.py) so that a mismatch is a clear error, not a crash."""
+    with open(os.path.join(folder, "_build_record.py"), "w") as f:
         f.write("# Written by setup.py when fastrnn._C was built; read by _build_check.py.\n")
         f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
         f.write(f"CUDA_VERSION = {torch.version.cuda if with_cuda else None!r}\n")
         f.write(f"SIMD = {simd_level()!r}\n")
 
 
-EXTENSION = extension()
-write_build_record(with_cuda=bool(glob.glob("csrc/cuda/*.cu")) and want_cuda())
+class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+    """torch's build_ext (ninja), then the build record next to each built extension: in
+    the source tree for an in-place (editable) build, in the wheel's folder otherwise."""
+
+    def build_extensions(self):
+        super().build_extensions()
+        self._write_records()
+
+    def copy_extensions_to_source(self):  # in-place builds: the extension lands in the tree
+        super().copy_extensions_to_source()
+        self._write_records()
+
+    def _write_records(self):
+        for ext in self.extensions:
+            folder = os.path.dirname(self.get_ext_fullpath(ext.name))
+            write_build_record(folder, any(src.endswith(".cu") for src in ext.sources))
+
 
 setup(
-    ext_modules=[EXTENSION],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    ext_modules=[extension()],
+    cmdclass={"build_ext": BuildExtension},
 )
