@@ -160,7 +160,18 @@ class _FusedRNNMixin:
                        "least one")
 
     def _expected_weight_shapes(self):
-        """{parameter name: shape} as torch.nn's constructor made them."""
+        """{parameter name: shape} as torch.nn's constructor made them (cached per layout)."""
+        if torch.compiler.is_compiling():  # traced once; no cache to mutate in the graph
+            return self._compute_weight_shapes()
+        layout = (self.mode, self.input_size, self.hidden_size, self.num_layers,
+                  self.bidirectional, getattr(self, "proj_size", 0))
+        cached = self.__dict__.get("_shapes_cache")
+        if cached is None or cached[0] != layout:
+            cached = (layout, self._compute_weight_shapes())
+            self.__dict__["_shapes_cache"] = cached
+        return cached[1]
+
+    def _compute_weight_shapes(self):
         gates = {"LSTM": 4, "GRU": 3}.get(self.mode, 1)
         proj = getattr(self, "proj_size", 0)
         out_size = proj if proj > 0 else self.hidden_size
@@ -235,8 +246,8 @@ class _FusedRNNMixin:
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
                 names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
                 tensors = (weights.get(n + suffix) for n in names)
-                result.append(LayerWeights(*(None if w is None else w.to(dtype)
-                                             for w in tensors)))
+                result.append(LayerWeights(*(w if w is None or w.dtype == dtype
+                                             else w.to(dtype) for w in tensors)))
         return result
 
     def _has_kernel(self, data, dtype):
