@@ -23,10 +23,11 @@ struct Backend {
   void (*rnn_backward)(const RnnBackwardArgs&);
 };
 
-inline std::array<const Backend*, static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)>&
-backends() {
-  static std::array<const Backend*,
-                    static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES)> table{};
+constexpr size_t kDeviceTypes =
+    static_cast<size_t>(c10::DeviceType::COMPILE_TIME_MAX_DEVICE_TYPES);
+
+inline std::array<const Backend*, kDeviceTypes>& backends() {
+  static std::array<const Backend*, kDeviceTypes> table{};
   return table;
 }
 

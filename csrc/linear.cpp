@@ -15,8 +15,8 @@ Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>&
               "], got ", weight.sizes());
   TORCH_CHECK(input.is_floating_point() && weight.scalar_type() == input.scalar_type() &&
                   weight.device() == input.device(),
-              op, ": weight must be ", input.scalar_type(), " on ", input.device(), " like input, got ",
-              weight.scalar_type(), " on ", weight.device());
+              op, ": weight must be ", input.scalar_type(), " on ", input.device(),
+              " like input, got ", weight.scalar_type(), " on ", weight.device());
   if (bias.has_value()) {
     TORCH_CHECK(bias->dim() == 1 && bias->size(0) == weight.size(0), op, ": bias must be [",
                 weight.size(0), "], got ", bias->sizes());

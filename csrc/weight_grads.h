@@ -1,8 +1,8 @@
 // Weight gradients after the time loop: a few large GEMMs over all steps at once, the same
-// code on every device (product() in matmul.h: brgemm on the CPU in float32, at::mm elsewhere). Each is
-// computed transposed, (x^T dpre)^T, so that both operands run along their rows. `hs` is
-// the saved state history [T+1, B, width]; the states entering the steps are one contiguous
-// slice of it (see StateHistory).
+// code on every device (product() in matmul.h: brgemm on the CPU in float32, at::mm
+// elsewhere). Each is computed transposed, (x^T dpre)^T, so that both operands run along
+// their rows. `hs` is the saved state history [T+1, B, width]; the states entering the
+// steps are one contiguous slice of it (see StateHistory).
 #pragma once
 
 #include <ATen/ATen.h>

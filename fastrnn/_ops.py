@@ -98,7 +98,8 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
 
 
 @torch.library.register_fake("fastrnn::gru_forward")
-def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after, save_for_backward):
+def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after,
+                      save_for_backward):
     _check_devices("gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
                    lengths=lengths)
     T, B, G = input_gates.shape
@@ -123,7 +124,8 @@ def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, r
 
 
 @torch.library.register_fake("fastrnn::rnn_forward")
-def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity, save_for_backward):
+def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity,
+                      save_for_backward):
     _check_devices("rnn_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
                    lengths=lengths)
     T, B, H = input_gates.shape
