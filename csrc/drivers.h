@@ -64,8 +64,15 @@ inline Tensor state_grad(const optional<Tensor>& grad, at::IntArrayRef shape,
 inline SequenceArgs sequence_args(int64_t T, int64_t B, int64_t H, int64_t P, bool reverse,
                                   bool keep_all, const optional<Tensor>& lengths,
                                   at::ScalarType dtype) {
-  return {T, B, H, P, reverse, keep_all,
-          lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr, dtype};
+  SequenceArgs args{T, B, H, P, reverse, keep_all,
+                    lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr, dtype};
+  if (lengths.has_value() && lengths->device().is_cpu()) {
+    const int64_t* l = args.lengths;
+    bool longest_first = true;
+    for (int64_t b = 1; b < B && longest_first; ++b) longest_first = l[b] <= l[b - 1];
+    if (longest_first) args.sorted_host_lengths = l;
+  }
+  return args;
 }
 
 }  // namespace fastrnn

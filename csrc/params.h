@@ -21,6 +21,22 @@ struct SequenceArgs {
   bool keep_all;            // the whole state history (T+1 slots), else two alternating slots
   const int64_t* lengths;   // [B], or null: every sequence is T long
   c10::ScalarType dtype;    // T
+  // The lengths again when the host can read them and they are longest first (packed input
+  // is): the sequences still running at a step are then a prefix of the batch, and the
+  // step's recurrent GEMMs skip the finished rows, whose results the point-wise steps never
+  // read. Null otherwise (every GEMM runs over the whole batch).
+  const int64_t* sorted_host_lengths = nullptr;
+
+  // Rows taking part in step t: those of the first sequences, while t < their length.
+  int64_t rows_running(int64_t t) const {
+    if (sorted_host_lengths == nullptr) return B;
+    int64_t lo = 0, hi = B;  // lengths are non-increasing: find the first with length <= t
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (sorted_host_lengths[mid] > t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
 };
 
 struct LstmForwardArgs {

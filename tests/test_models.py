@@ -73,7 +73,7 @@ def test_charlm_beats_chance_and_generates(tmp_path, capsys):
     text = tmp_path / "text.txt"
     text.write_text("abcabcabd " * 400)
     metrics = train_cli.main(["charlm", "--text", str(text), "--hidden", "32", "--layers", "1",
-                              "--steps", "80", "--batch", "8", "--seq", "32", "--lr", "1e-2",
+                              "--steps", "120", "--batch", "8", "--seq", "32", "--lr", "1e-2",
                               "--out", str(tmp_path / "run"), "--device", "cpu"])
     assert metrics["bits_per_char"] < 1.5  # uniform over 5 symbols: 2.3 bits; over 128: 7
     capsys.readouterr()
@@ -92,8 +92,11 @@ def test_sorter_beats_chance(tmp_path):
 
 @pytest.mark.slow
 def test_resume_continues_the_same_run(tmp_path):
+    # a constant rate: the cosine schedule (and the warm-up's cap) follow --steps, so there
+    # only an interrupted run of the same length resumes into the same weights
     common = ["sort", "--length", "6", "--values", "6", "--hidden", "16", "--layers", "1",
-              "--batch", "16", "--device", "cpu", "--save-every", "5"]
+              "--batch", "16", "--device", "cpu", "--save-every", "5", "--schedule", "constant",
+              "--warmup", "0"]
     train_cli.main(common + ["--steps", "10", "--out", str(tmp_path / "straight")])
     train_cli.main(common + ["--steps", "5", "--out", str(tmp_path / "split")])
     train_cli.main(common + ["--steps", "10", "--out", str(tmp_path / "split"), "--resume"])
@@ -245,3 +248,85 @@ def test_vader_reading_from_the_wheel(tmp_path, monkeypatch):
     texts, labels, classes, sources = vader.load_vader()
     assert classes == ["negative", "neutral", "positive"]
     assert labels == [2, 0, 1] * 4 and len(texts) == 12 and sources[0] == "tweets"
+
+
+# ---------------------------------------------------------------- curves and recipes
+
+TINY_SORT = ["sort", "--length", "5", "--values", "5", "--hidden", "12", "--layers", "1",
+             "--batch", "16", "--device", "cpu"]
+
+
+def test_metrics_csv_curve_and_resume(tmp_path):
+    from fastrnn.examples.curves import read_metrics
+    out = str(tmp_path / "run")
+    train_cli.main(TINY_SORT + ["--steps", "10", "--eval-every", "5", "--save-every", "5",
+                                "--out", out])
+    rows = read_metrics(os.path.join(out, "metrics.csv"))
+    assert [r["step"] for r in rows] == [5, 10]
+    assert all(r["metric"] == "per_element" and 0 <= r["value"] <= 1 for r in rows)
+    assert 0 < rows[0]["seconds"] <= rows[1]["seconds"]
+    assert rows[0]["loss"] > 0
+    assert os.path.getsize(os.path.join(out, "curve.png")) > 0
+    # a resumed run keeps the rows up to its checkpoint and goes on after them
+    with open(os.path.join(out, "metrics.csv"), "a") as f:
+        f.write("15,9.0,1.0,per_element,0.5\n")  # a row after the checkpoint: dropped
+    train_cli.main(TINY_SORT + ["--steps", "20", "--eval-every", "5", "--out", out,
+                                "--resume"])
+    rows = read_metrics(os.path.join(out, "metrics.csv"))
+    assert [r["step"] for r in rows] == [5, 10, 15, 20]
+    assert rows[2]["seconds"] >= rows[1]["seconds"] and rows[2]["seconds"] != 9.0
+
+
+def test_stop_at_and_compare(tmp_path, capsys):
+    fast, ref = str(tmp_path / "fast"), str(tmp_path / "ref")
+    train_cli.main(TINY_SORT + ["--steps", "20", "--eval-every", "4", "--out", fast,
+                                "--stop-at", "0"])
+    assert torch.load(os.path.join(fast, "checkpoint.pt"), weights_only=True)["step"] == 4
+    train_cli.main(TINY_SORT + ["--steps", "8", "--eval-every", "4", "--out", ref,
+                                "--torch-layers"])
+    capsys.readouterr()
+    png = str(tmp_path / "both.png")
+    lines = train_cli.main(["compare", fast, ref, "--target", "0", "--png", png])
+    assert lines[0].startswith(f"fastrnn ({fast}): per_element 0") and "step 4" in lines[0]
+    assert lines[1].startswith(f"torch.nn ({ref}): per_element 0")
+    assert "torch.nn" in lines[2] and lines[2].endswith("x")  # the ratio of the two times
+    assert os.path.getsize(png) > 0
+    lines = train_cli.main(["compare", fast, "--target", "1.01", "--png", png])
+    assert "did not reach per_element 1.01" in lines[0]
+    with pytest.raises(SystemExit):
+        train_cli.main(["compare", str(tmp_path / "absent")])
+    assert "no metrics.csv" in capsys.readouterr().err
+
+
+def test_recipes_quick_and_explicit_flags():
+    from fastrnn.examples import TASKS
+    for name, task_cls in TASKS.items():
+        args = train_cli.apply_recipe(train_cli.parser().parse_args([name]))
+        assert {k: getattr(args, k) for k in task_cls.defaults} == task_cls.defaults
+        args = train_cli.apply_recipe(train_cli.parser().parse_args([name, "--quick",
+                                                                      "--hidden", "8"]))
+        assert args.hidden == 8 and args.steps == task_cls.quick["steps"]
+        assert task_cls.quick["steps"] < task_cls.defaults["steps"]
+
+
+def test_cosine_schedule():
+    from fastrnn.examples.curves import cosine_schedule
+    factors = [cosine_schedule(step, 100, 10) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # decays after the warm-up
+    assert factors[-1] == pytest.approx(0.1, abs=1e-3)
+    assert cosine_schedule(5, 100, 0) <= 1.0
+
+
+def test_classifier_batches_cover_an_epoch_by_length(tmp_path):
+    from fastrnn.examples.classify import ClassifySettings, ClassifyTask
+    csv = tmp_path / "sentiment.csv"
+    write_sentiment_csv(csv)
+    task = ClassifyTask(ClassifySettings(hidden=8, layers=1, steps=1, batch=4, lr=1e-3,
+                                         data=str(csv)))
+    batches = task.epoch_batches(0)
+    seen = [i for b in batches for i in b]
+    assert len(seen) == len(set(seen)) and len(seen) > len(task.train) - 4
+    assert all(len(b) == 4 for b in batches)
+    assert task.epoch_batches(1) != batches  # a new shuffle each epoch...
+    assert ClassifyTask(task.settings).epoch_batches(0) == batches  # ...the same every run

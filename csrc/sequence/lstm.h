@@ -26,14 +26,19 @@ void lstm_forward_sequence(Device& dev, const LstmForwardArgs& a) {
     T* proj_in = has_proj ? static_cast<T*>(a.proj_in) + (s.keep_all ? t * B * H : 0)
                           : nullptr;
     T* out = static_cast<T*>(a.output) + t * B * P;
-    dev.gemm(false, true, B, G, P, hs.prev(step, t), P, w_hh, P, 0.0, gates, G, true);
+    const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
+    if (rows > 0) {
+      dev.gemm(false, true, rows, G, P, hs.prev(step, t), P, w_hh, P, 0.0, gates, G, true);
+    }
     dev.lstm_forward_step(LstmForwardStep<T, A>{
         info, gates, static_cast<const T*>(a.input_gates) + t * B * G,
         static_cast<const T*>(a.b_hh), cs.prev(step, t), cs.next(step, t), hs.prev(step, t),
         hs.next(step, t), out, proj_in});
     if (has_proj) {  // h = proj_in W_hr^T, then finished rows keep h_prev and write zeros
-      dev.gemm(false, true, B, P, H, proj_in, H, static_cast<const T*>(a.w_hr), H, 0.0,
-               hs.next(step, t), P, false);
+      if (rows > 0) {
+        dev.gemm(false, true, rows, P, H, proj_in, H, static_cast<const T*>(a.w_hr), H, 0.0,
+                 hs.next(step, t), P, false);
+      }
       dev.mask_projected_state(info, P, hs.prev(step, t), hs.next(step, t), out);
     }
   }
@@ -49,6 +54,7 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
   for (int64_t step = 0; step < s.T; ++step) {
     const int64_t t = backward_time(step, s.T, s.reverse);
     const StepInfo info{s.lengths, t, B, H};
+    const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.grad_output != nullptr) {
       dev.add_output_grad(info, P, static_cast<const T*>(a.grad_output) + t * B * P, dh);
     }
@@ -58,8 +64,10 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
     if (has_proj) {
       T* dproj = static_cast<T*>(a.grad_proj_out) + t * B * P;
       dev.split_projection_grad(info, P, dh, dproj);
-      dev.gemm(false, false, B, H, P, static_cast<const T*>(dproj), P,
-               static_cast<const T*>(a.w_hr), H, 0.0, a.grad_proj_in, H, true);
+      if (rows > 0) {
+        dev.gemm(false, false, rows, H, P, static_cast<const T*>(dproj), P,
+                 static_cast<const T*>(a.w_hr), H, 0.0, a.grad_proj_in, H, true);
+      }
       dh_cell = static_cast<const A*>(a.grad_proj_in);
     }
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * G;
@@ -67,8 +75,10 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
         info, static_cast<const A*>(a.gates) + t * B * G, cs.prev(step, t), cs.next(step, t),
         dh_cell, static_cast<A*>(a.dc), dh, grad_gates, !has_proj});
     // dh_prev = (pass-through of finished sequences) + grad_gates_t W_hh
-    dev.gemm(false, false, B, P, G, static_cast<const T*>(grad_gates), G,
-             static_cast<const T*>(a.w_hh), P, 1.0, dh, P, true);
+    if (rows > 0) {
+      dev.gemm(false, false, rows, P, G, static_cast<const T*>(grad_gates), G,
+               static_cast<const T*>(a.w_hh), P, 1.0, dh, P, true);
+    }
   }
 }
 

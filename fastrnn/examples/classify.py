@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from .common import TrainSettings, recurrent_layer, step_generator
+from .common import TrainSettings, recurrent_layer
 from .data import E_DIM, encode_batch, load_labelled_csv, load_vader
 from .report import format_confusion, save_confusion_png
 
@@ -29,11 +29,13 @@ class SentimentClassifier(nn.Module):
     """
 
     def __init__(self, num_classes, hidden_size=512, num_layers=4, e_dim=E_DIM,
-                 use_torch=False, reset_after=True):
+                 use_torch=False, reset_after=True, dropout=0.0):
         super().__init__()
         self.e_dim = e_dim
         self.rnn = recurrent_layer("gru", e_dim, hidden_size, num_layers, use_torch,
-                                   reset_after, bidirectional=True, batch_first=True)
+                                   reset_after, bidirectional=True, batch_first=True,
+                                   dropout=dropout if num_layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)  # on the final states too: a 1-layer stack has none
         self.project_forward = nn.Linear(hidden_size, e_dim)
         self.project_backward = nn.Linear(hidden_size, e_dim)
         self.classify = nn.Linear(e_dim, num_classes)
@@ -44,6 +46,7 @@ class SentimentClassifier(nn.Module):
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.rnn(packed)
         # The last layer's final states: forward at the last character, backward at the first.
+        h_n = self.drop(h_n)
         summary = self.project_forward(h_n[-2]) + self.project_backward(h_n[-1])
         return self.classify(summary)
 
@@ -53,13 +56,18 @@ class ClassifySettings(TrainSettings):
     data: Optional[str] = None  # a CSV with columns text,label; None: the VADER texts
     max_len: int = 256          # texts are cut to this many characters
     non_ascii: str = "error"    # or "replace"
+    dropout: float = 0.0        # between the GRU layers and on the final states
 
 
 class ClassifyTask:
     name = "classify"
     Settings = ClassifySettings
-    defaults = dict(hidden=128, layers=2, steps=1500, batch=32, lr=3e-3)
+    defaults = dict(hidden=128, layers=2, steps=6000, batch=32, lr=3e-3, warmup=200,
+                    eval_every=0, dropout=0.3)
+    quick = dict(steps=1200)  # --quick: about two minutes on two CPU cores
     handout_layers = 4
+    metric, higher_is_better = "accuracy", True  # the held-out figure of metrics.csv
+    compare_target = 0.55  # what `compare` times by default
 
     def __init__(self, settings: ClassifySettings):
         self.settings = s = settings
@@ -72,7 +80,8 @@ class ClassifyTask:
         self.test = [(texts[i][:s.max_len], labels[i]) for i in order[:held].tolist()]
         self.train = [(texts[i][:s.max_len], labels[i]) for i in order[held:].tolist()]
         self.config = dict(num_classes=len(self.classes), hidden_size=s.hidden,
-                           num_layers=s.layers, reset_after=s.reset_after)
+                           num_layers=s.layers, reset_after=s.reset_after,
+                           dropout=s.dropout)
 
     @staticmethod
     def build(config, use_torch=False):
@@ -83,20 +92,43 @@ class ClassifyTask:
         labels = torch.tensor([label for _, label in examples])
         return codes.to(device), lengths, labels.to(device)
 
+    def epoch_batches(self, epoch):
+        """One pass over the training texts in batches of similar length, so that little of
+        each step is padding: shuffled, sorted by length within pools of 50 batches, cut into
+        batches, the batches shuffled. Depends only on (seed, epoch), so a resumed run draws
+        what the uninterrupted one would have."""
+        if getattr(self, "_epoch", None) != epoch:
+            size = self.settings.batch
+            g = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
+            order = torch.randperm(len(self.train), generator=g).tolist()
+            pool = 50 * size
+            batches = []
+            for i in range(0, len(order), pool):
+                chunk = sorted(order[i:i + pool], key=lambda k: len(self.train[k][0]))
+                batches += [chunk[j:j + size] for j in range(0, len(chunk), size)]
+            batches = [b for b in batches if len(b) == size] or batches  # no ragged tails
+            self._batches = [batches[k] for k in torch.randperm(len(batches),
+                                                                  generator=g).tolist()]
+            self._epoch = epoch
+        return self._batches
+
     def loss(self, model, step, ctx, carry):
-        g = step_generator(self.settings.seed, step)
-        picks = torch.randint(len(self.train), (self.settings.batch,), generator=g).tolist()
+        if not hasattr(self, "_per_epoch"):  # the same count every epoch
+            self._per_epoch = len(self.epoch_batches(0))
+        per_epoch = self._per_epoch
+        picks = self.epoch_batches(step // per_epoch)[step % per_epoch]
         mine = picks[ctx.rank::ctx.world]
         codes, lengths, labels = self.batch([self.train[i] for i in mine], ctx.device)
         return F.cross_entropy(model(codes, lengths), labels), carry
 
     @torch.no_grad()
-    def evaluate(self, model, ctx, out_dir=None):
+    def evaluate(self, model, ctx, out_dir=None, final=True):
         model.eval()
         n = len(self.classes)
         confusion = torch.zeros(n, n, dtype=torch.int64)
-        for i in range(0, len(self.test), 128):
-            codes, lengths, labels = self.batch(self.test[i:i + 128], ctx.device)
+        by_length = sorted(self.test, key=lambda example: len(example[0]))  # little padding
+        for i in range(0, len(by_length), 128):
+            codes, lengths, labels = self.batch(by_length[i:i + 128], ctx.device)
             predicted = model(codes, lengths).argmax(-1)
             for t, p in zip(labels.tolist(), predicted.tolist()):
                 confusion[t, p] += 1

@@ -40,6 +40,9 @@ class TrainSettings:
     reset_after: bool = True  # False: the handout's GRU (reset before the product)
     seed: int = 0
     save_every: int = 100
+    warmup: int = 0             # steps of linear learning-rate warm-up
+    schedule: str = "cosine"    # then "cosine" decay to a tenth, or "constant"
+    eval_every: int = 0         # held-out evaluation every this many steps (0: steps / 25)
 
 
 # ---------------------------------------------------------------- processes
