@@ -310,12 +310,14 @@ def test_recipes_quick_and_explicit_flags():
 
 
 def test_cosine_schedule():
-    from fastrnn.examples.curves import cosine_schedule
-    factors = [cosine_schedule(step, 100, 10) for step in range(100)]
+    from fastrnn.examples.curves import learning_rate_factor
+    factors = [learning_rate_factor(step, 100, 10) for step in range(100)]
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))  # decays after the warm-up
     assert factors[-1] == pytest.approx(0.1, abs=1e-3)
-    assert cosine_schedule(5, 100, 0) <= 1.0
+    assert learning_rate_factor(5, 100, 0) <= 1.0
+    constant = [learning_rate_factor(step, 100, 10, "constant") for step in range(100)]
+    assert constant[:10] == factors[:10] and set(constant[9:]) == {1.0}
 
 
 def test_classifier_batches_cover_an_epoch_by_length(tmp_path):

@@ -79,6 +79,7 @@ class ClassifyTask:
         held = max(1, len(texts) // 10)
         self.test = [(texts[i][:s.max_len], labels[i]) for i in order[:held].tolist()]
         self.train = [(texts[i][:s.max_len], labels[i]) for i in order[held:].tolist()]
+        self.batches_per_epoch = len(self.epoch_batches(0))  # the same count every epoch
         self.config = dict(num_classes=len(self.classes), hidden_size=s.hidden,
                            num_layers=s.layers, reset_after=s.reset_after,
                            dropout=s.dropout)
@@ -97,7 +98,7 @@ class ClassifyTask:
         each step is padding: shuffled, sorted by length within pools of 50 batches, cut into
         batches, the batches shuffled. Depends only on (seed, epoch), so a resumed run draws
         what the uninterrupted one would have."""
-        if getattr(self, "_epoch", None) != epoch:
+        if getattr(self, "_epoch", None) != epoch:  # the last epoch's batches are kept
             size = self.settings.batch
             g = torch.Generator().manual_seed(self.settings.seed * 7919 + epoch)
             order = torch.randperm(len(self.train), generator=g).tolist()
@@ -113,9 +114,7 @@ class ClassifyTask:
         return self._batches
 
     def loss(self, model, step, ctx, carry):
-        if not hasattr(self, "_per_epoch"):  # the same count every epoch
-            self._per_epoch = len(self.epoch_batches(0))
-        per_epoch = self._per_epoch
+        per_epoch = self.batches_per_epoch
         picks = self.epoch_batches(step // per_epoch)[step % per_epoch]
         mine = picks[ctx.rank::ctx.world]
         codes, lengths, labels = self.batch([self.train[i] for i in mine], ctx.device)

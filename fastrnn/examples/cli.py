@@ -28,7 +28,7 @@ from . import TASKS
 from .charlm import CharLanguageModel
 from .common import (Context, carry_for_rank, gather_carry, load_checkpoint, save_checkpoint,
                      setup_context, unwrap, wrap)
-from .curves import (MetricsLog, compare_runs, cosine_schedule, read_metrics,
+from .curves import (MetricsLog, compare_runs, learning_rate_factor, reached, read_metrics,
                      save_curve_png)
 from .data import DataError
 
@@ -136,9 +136,7 @@ def train(args):
     try:
         for step in range(start, settings.steps):
             began = time.perf_counter()
-            factor = (cosine_schedule(step, settings.steps, warmup)
-                      if settings.schedule == "cosine" else
-                      min(1.0, (step + 1) / warmup) if warmup else 1.0)
+            factor = learning_rate_factor(step, settings.steps, warmup, settings.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = settings.lr * factor
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
@@ -159,10 +157,8 @@ def train(args):
             if ctx.main and (done % eval_every == 0 or last):
                 metrics, report = held_out(done, sum(losses) / len(losses), final=last)
                 losses = []
-                value = metrics[task.metric]
-                if args.stop_at is not None and not last and (
-                        value >= args.stop_at if task.higher_is_better else
-                        value <= args.stop_at):
+                if args.stop_at is not None and not last and reached(
+                        metrics[task.metric], args.stop_at, task.higher_is_better):
                     stop = done
             if ctx.world > 1 and args.stop_at is not None:  # every rank stops at one step
                 flag = torch.tensor([stop or 0])
@@ -377,7 +373,8 @@ def apply_recipe(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if torch.device(getattr(args, "device", "cpu")).type == "cuda" and not torch.cuda.is_available():
+    device = torch.device(getattr(args, "device", "cpu"))  # compare has no device
+    if device.type == "cuda" and not torch.cuda.is_available():
         print(f"error: --device {args.device}: no CUDA GPU is visible to torch on this "
               "machine; use --device cpu", file=sys.stderr)
         raise SystemExit(2)

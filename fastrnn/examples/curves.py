@@ -5,6 +5,8 @@ import csv
 import math
 import os
 
+from .report import pyplot
+
 FIELDS = ("step", "seconds", "loss", "metric", "value")
 
 
@@ -42,28 +44,23 @@ def read_metrics(path):
                  metric=r["metric"], value=float(r["value"])) for r in rows]
 
 
+def reached(value, target, higher_is_better):
+    """Whether a held-out figure is at the target (accuracy from below, bits from above)."""
+    return value >= target if higher_is_better else value <= target
+
+
 def time_to_target(rows, target, higher_is_better):
     """(seconds, step) of the first evaluation that reached `target`, or None."""
     for r in rows:
-        if (r["value"] >= target) if higher_is_better else (r["value"] <= target):
+        if reached(r["value"], target, higher_is_better):
             return r["seconds"], r["step"]
     return None
-
-
-def _pyplot():
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
 
 
 def save_curve_png(rows, path, title):
     """Training loss and the held-out metric against the step, in two panels. Returns False
     (and draws nothing) without matplotlib."""
-    plt = _pyplot()
+    plt = pyplot()
     if plt is None or not rows:
         return False
     steps = [r["step"] for r in rows]
@@ -115,7 +112,7 @@ def compare_runs(runs, target, higher_is_better, png_path=None):
     if len(labels) >= 2 and labels[0] in reached and labels[1] in reached:
         lines.append(f"time to {metric} {target}: {labels[1]} / {labels[0]} = "
                      f"{reached[labels[1]] / reached[labels[0]]:.2f}x")
-    plt = _pyplot()
+    plt = pyplot()
     if png_path and plt is not None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for label, rows in runs.items():
@@ -132,10 +129,13 @@ def compare_runs(runs, target, higher_is_better, png_path=None):
     return lines
 
 
-def cosine_schedule(step, steps, warmup, floor=0.1):
-    """The learning-rate factor at `step`: linear warm-up over `warmup` steps, then a cosine
-    decay to `floor` at the last step."""
+def learning_rate_factor(step, steps, warmup, schedule="cosine", floor=0.1):
+    """The factor of the peak learning rate at `step`: linear warm-up over `warmup` steps,
+    then constant or a cosine decay to `floor` at the last step. A pure function of the
+    step, so a resumed run continues the same schedule."""
     if warmup and step < warmup:
         return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
     progress = (step - warmup) / max(1, steps - warmup)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -10,13 +10,22 @@ def format_confusion(confusion, classes):
     return "\n".join(lines) + "\n(rows: true class, columns: predicted)"
 
 
-def save_confusion_png(confusion, classes, accuracy, path):
-    """Draws the matrix into `path`; returns False (and draws nothing) without matplotlib."""
+def pyplot():
+    """matplotlib's pyplot drawing to files, or None without matplotlib (pictures are a
+    nicety: the text reports and metrics.csv carry the same figures)."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def save_confusion_png(confusion, classes, accuracy, path):
+    """Draws the matrix into `path`; returns False (and draws nothing) without matplotlib."""
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(confusion.numpy(), cmap="Blues")
