@@ -43,6 +43,7 @@ struct CpuDevice {
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
             int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
             bool /*c_acc*/) const {
+    if (M == 0 || N == 0) return;  // e.g. no packed sequence still running at this step
     if constexpr (std::is_same_v<T, float>) {
       if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
         int64_t ld_rows = ldb;

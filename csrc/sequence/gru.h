@@ -29,16 +29,14 @@ void gru_forward_sequence(Device& dev, const GruForwardArgs& a) {
                                     static_cast<T*>(a.output) + t * B * H, extra};
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.reset_after) {
-      if (rows > 0) dev.gemm(false, true, rows, G, H, h_prev, H, w_hh, H, 0.0, gates, G, true);
+      dev.gemm(false, true, rows, G, H, h_prev, H, w_hh, H, 0.0, gates, G, true);
       dev.gru_forward_step(args);
       continue;
     }
-    if (rows > 0) dev.gemm(false, true, rows, 2 * H, H, h_prev, H, w_hh, H, 0.0, gates, G, true);
+    dev.gemm(false, true, rows, 2 * H, H, h_prev, H, w_hh, H, 0.0, gates, G, true);
     dev.gru_cho_gates_step(args);
-    if (rows > 0) {
-      dev.gemm(false, true, rows, H, H, static_cast<const T*>(extra), H, w_hh + 2 * H * H, H,
-               0.0, gates + 2 * H, G, true);
-    }
+    dev.gemm(false, true, rows, H, H, static_cast<const T*>(extra), H, w_hh + 2 * H * H, H,
+             0.0, gates + 2 * H, G, true);
     dev.gru_cho_candidate_step(args);
   }
 }
@@ -66,23 +64,17 @@ void gru_backward_sequence(Device& dev, const GruBackwardArgs& a) {
                                      static_cast<A*>(a.dz), static_cast<const A*>(a.d_reset_h)};
     if (a.reset_after) {
       dev.gru_backward_step(args);
-      if (rows > 0) {
-        dev.gemm(false, false, rows, H, G, static_cast<const T*>(grad_recurrent), G, w_hh, H,
-                 1.0, dh, H, true);
-      }
+      dev.gemm(false, false, rows, H, G, static_cast<const T*>(grad_recurrent), G, w_hh, H,
+               1.0, dh, H, true);
       continue;
     }
     // reset before: the candidate's backward, d(r*h) through W_hn, then the gates' backward
     dev.gru_cho_candidate_backward_step(args);
-    if (rows > 0) {
-      dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_gates + 2 * H), G,
-               w_hh + 2 * H * H, H, 0.0, a.d_reset_h, H, true);
-    }
+    dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_gates + 2 * H), G,
+             w_hh + 2 * H * H, H, 0.0, a.d_reset_h, H, true);
     dev.gru_cho_gates_backward_step(args);
-    if (rows > 0) {
-      dev.gemm(false, false, rows, H, 2 * H, static_cast<const T*>(grad_gates), G, w_hh, H,
-               1.0, dh, H, true);
-    }
+    dev.gemm(false, false, rows, H, 2 * H, static_cast<const T*>(grad_gates), G, w_hh, H,
+             1.0, dh, H, true);
   }
 }
 

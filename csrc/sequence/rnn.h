@@ -18,10 +18,8 @@ void rnn_forward_sequence(Device& dev, const RnnForwardArgs& a) {
   for (int64_t step = 0; step < s.T; ++step) {
     const int64_t t = forward_time(step, s.T, s.reverse);
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
-    if (rows > 0) {
-      dev.gemm(false, true, rows, H, H, hs.prev(step, t), H, static_cast<const T*>(a.w_hh), H,
-               0.0, recurrent, H, true);
-    }
+    dev.gemm(false, true, rows, H, H, hs.prev(step, t), H, static_cast<const T*>(a.w_hh), H,
+             0.0, recurrent, H, true);
     dev.rnn_forward_step(RnnForwardStep<T, A>{
         {s.lengths, t, B, H}, recurrent, static_cast<const T*>(a.input_gates) + t * B * H,
         static_cast<const T*>(a.b_hh), hs.prev(step, t), hs.next(step, t),
@@ -44,10 +42,8 @@ void rnn_backward_sequence(Device& dev, const RnnBackwardArgs& a) {
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * H;
     dev.rnn_backward_step(RnnBackwardStep<T, A>{info, hs.next(step, t), dh, grad_gates, a.relu});
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
-    if (rows > 0) {
-      dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_gates), H,
-               static_cast<const T*>(a.w_hh), H, 1.0, dh, H, true);
-    }
+    dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_gates), H,
+             static_cast<const T*>(a.w_hh), H, 1.0, dh, H, true);
   }
 }
 
