@@ -49,34 +49,14 @@ from torch.utils import cpp_extension  # noqa: E402
 
 DEBUG = os.environ.get("DEBUG", "0") == "1"  # DEBUG=1: -O0 -g, assertions on
 
-SIMD_FLAGS = {
-    # ATen's Vectorized<float> picks its width from CPU_CAPABILITY_*; tanh/exp then map to
-    # SLEEF's routines of that width, which libtorch exports.
-    "avx512": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma",
-               "-DCPU_CAPABILITY_AVX512", "-DCPU_CAPABILITY=AVX512"],
-    "avx2": ["-mavx2", "-mfma", "-DCPU_CAPABILITY_AVX2", "-DCPU_CAPABILITY=AVX2"],
-    "off": [],
-}
-
-
-def simd_level():
-    """The kernels compile on the machine that runs them, so they use the SIMD width torch
-    itself runs at here (torch.backends.cpu.get_cpu_capability()). FASTRNN_SIMD=avx512|avx2|
-    off overrides (for a build that must run elsewhere)."""
-    wanted = os.environ.get("FASTRNN_SIMD", "auto")
-    if wanted != "auto":
-        if wanted not in SIMD_FLAGS:
-            raise SystemExit(f"FASTRNN_SIMD must be auto, {', '.join(SIMD_FLAGS)}; got {wanted}")
-        return wanted
-    capability = torch.backends.cpu.get_cpu_capability().lower()
-    return capability if capability in SIMD_FLAGS else "off"
-
-
 def cxx_flags():
     # torch picks the C++ standard; -fopenmp makes at::parallel_for run in parallel (it is a
     # header-only OpenMP loop) on the libgomp torch itself loads.
     optimise = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3"]
-    return optimise + ["-fopenmp", "-Wno-unknown-pragmas", "-Wno-psabi"] + SIMD_FLAGS[simd_level()]
+    # No SIMD flags: the whole library is compiled for the baseline processor, and the CPU
+    # kernels once more per SIMD level (csrc/cpu/kernels_<level>.cpp switch their
+    # instructions on themselves); the level is chosen at run time.
+    return optimise + ["-fopenmp", "-Wno-unknown-pragmas", "-Wno-psabi"]
 
 
 def want_cuda():
@@ -170,7 +150,6 @@ def write_build_record(folder, with_cuda):
         f.write("# Written by setup.py when fastrnn._C was built; read by _build_check.py.\n")
         f.write(f"TORCH_VERSION = {torch.__version__!r}\n")
         f.write(f"CUDA_VERSION = {torch.version.cuda if with_cuda else None!r}\n")
-        f.write(f"SIMD = {simd_level()!r}\n")
 
 
 class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):

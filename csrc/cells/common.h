@@ -9,6 +9,14 @@
 #include <cmath>
 #include <cstdint>
 
+// The CPU kernels are compiled once per SIMD level (cpu/kernels.h), each level in a namespace
+// of its own, the cell templates included: for a float lane they would otherwise be the
+// same inline function compiled three ways, of which the linker keeps one. Everything else
+// (CUDA, the drivers) compiles the portable level.
+#ifndef FASTRNN_CPU_LEVEL
+#define FASTRNN_CPU_LEVEL portable
+#endif
+
 #if defined(__CUDACC__)
 #define FASTRNN_HD __host__ __device__ __forceinline__
 #else

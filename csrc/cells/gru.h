@@ -12,6 +12,7 @@
 
 namespace fastrnn {
 namespace cells {
+inline namespace FASTRNN_CPU_LEVEL {  // see common.h
 
 template <class V>
 FASTRNN_HD V gru_blend(V z, V n, V h_prev) {
@@ -80,5 +81,6 @@ FASTRNN_HD void gru_cho_gates_backward(V r, V z, V h_prev, V d_reset_h, V dz,
   dh_prev_from_reset = d_reset_h * r;
 }
 
+}  // namespace FASTRNN_CPU_LEVEL
 }  // namespace cells
 }  // namespace fastrnn

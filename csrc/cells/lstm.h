@@ -11,6 +11,7 @@
 
 namespace fastrnn {
 namespace cells {
+inline namespace FASTRNN_CPU_LEVEL {  // see common.h
 
 template <class V>
 FASTRNN_HD void lstm_forward(V a_i, V a_f, V a_g, V a_o, V c_prev,
@@ -38,5 +39,6 @@ FASTRNN_HD void lstm_backward(V i, V f, V g, V o, V c_prev, V c, V dh, V dc_next
   dc_prev = dc * f;
 }
 
+}  // namespace FASTRNN_CPU_LEVEL
 }  // namespace cells
 }  // namespace fastrnn

@@ -6,6 +6,7 @@
 
 namespace fastrnn {
 namespace cells {
+inline namespace FASTRNN_CPU_LEVEL {  // see common.h
 
 template <bool Relu, class V>
 FASTRNN_HD V rnn_forward(V a) {
@@ -25,5 +26,6 @@ FASTRNN_HD V rnn_backward(V h, V dh) {
   }
 }
 
+}  // namespace FASTRNN_CPU_LEVEL
 }  // namespace cells
 }  // namespace fastrnn

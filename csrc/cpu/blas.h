@@ -11,7 +11,6 @@
 #include <type_traits>
 
 #include "sequence/common.h"
-#include "simd.h"
 
 // The Fortran BLAS that torch links (MKL in the x86 wheels) exports sgemm_/dgemm_; ATen's
 // own cpublas::gemm overloads are not exported. Declared weak, so a torch without them still

@@ -1,7 +1,8 @@
 // The CPU as a Device of the shared sequence templates (../sequence/): BLAS GEMMs with the
 // columns split over the threads, and each point-wise step as one parallel pass over rows
 // and column blocks, the cell formulas (../cells/) on SIMD vectors with a scalar tail.
-// Storage and accumulation types are the same here (float or double).
+// Storage and accumulation types are the same here (float or double). Compiled once per
+// SIMD level, in that level's namespace (kernels.h).
 #pragma once
 
 #include <array>
@@ -17,6 +18,7 @@
 
 namespace fastrnn {
 namespace cpu {
+namespace FASTRNN_CPU_LEVEL {
 
 struct CpuDevice {
   // float32 weights the forward multiplies transposed, packed for brgemm by prepare().
@@ -408,5 +410,6 @@ struct CpuDevice {
   }
 };
 
+}  // namespace FASTRNN_CPU_LEVEL
 }  // namespace cpu
 }  // namespace fastrnn

@@ -1,6 +1,8 @@
 // SIMD overloads of the cell activations, and a row loop that runs a cell formula on full
 // vectors and then on the scalar tail. Include this (not the cell headers directly) from CPU
-// code: the overloads must be declared before the cell templates that call them.
+// code: the overloads must be declared before the cell templates that call them. Compiled
+// once per SIMD level (kernels.h): the overloads take that level's Vectorized type, the rest
+// lives in the level's namespace.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -38,6 +40,7 @@ inline at::vec::Vectorized<T> relu_grad(at::vec::Vectorized<T> y, at::vec::Vecto
 
 namespace fastrnn {
 namespace cpu {
+namespace FASTRNN_CPU_LEVEL {
 
 // Loads and stores for a whole SIMD vector of scalar_t...
 template <class scalar_t>
@@ -64,5 +67,6 @@ inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   for (; j < end; ++j) body(ScalarLane<scalar_t>{}, j);
 }
 
+}  // namespace FASTRNN_CPU_LEVEL
 }  // namespace cpu
 }  // namespace fastrnn

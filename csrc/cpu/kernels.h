@@ -1,0 +1,82 @@
+// The CPU back-end's six entry points (the shared walks of ../sequence/ on the CPU Device,
+// device.h, for float and double), compiled once per SIMD level: kernels_portable.cpp,
+// kernels_avx2.cpp and kernels_avx512.cpp include this file after switching their
+// instructions on with GCC's target pragma, and backend.cpp picks one level's table at load
+// time, the level ATen itself runs at (so ATEN_CPU_CAPABILITY=avx2 forces the AVX2 code).
+//
+// Why a pragma and a namespace per level rather than per-file compiler flags: the linker
+// keeps one copy of each inline function, and a copy compiled with AVX-512 must not serve
+// the AVX2 or portable level. So everything shared is included first, for the baseline
+// (kernels_common.h), and everything compiled here (device.h, simd.h, the cell templates)
+// lives in fastrnn::cpu::FASTRNN_CPU_LEVEL or takes that level's Vectorized type.
+// tests/test_simd_levels.py checks the library for AVX code outside those names.
+#pragma once
+
+#ifndef FASTRNN_CPU_LEVEL
+#error "include kernels.h from a kernels_<level>.cpp, which names its level"
+#endif
+
+#include <ATen/cpu/vec/vec.h>
+
+#include "cpu/device.h"
+
+namespace fastrnn {
+namespace cpu {
+namespace FASTRNN_CPU_LEVEL {
+
+void lstm_forward(const LstmForwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
+    const SequenceArgs& seq = args.seq;
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}});
+    lstm_forward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+void lstm_backward(const LstmBackwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
+    lstm_backward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+void gru_forward(const GruForwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}});
+    gru_forward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+void gru_backward(const GruBackwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
+    gru_backward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+void rnn_forward(const RnnForwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}});
+    rnn_forward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+void rnn_backward(const RnnBackwardArgs& args) {
+  CpuDevice device;
+  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_rnn_backward_cpu", [&] {
+    rnn_backward_sequence<scalar_t, scalar_t>(device, args);
+  });
+}
+
+// This level's table, for backend.cpp.
+const Backend* kernels() {
+  static const Backend table{&lstm_forward, &lstm_backward, &gru_forward,
+                             &gru_backward, &rnn_forward,   &rnn_backward};
+  return &table;
+}
+
+}  // namespace FASTRNN_CPU_LEVEL
+}  // namespace cpu
+}  // namespace fastrnn
