@@ -10,6 +10,11 @@ Each case times torch.nn and fastrnn alternately (interleaved, so drifts in mach
 hit both), after warm-up, and reports the median of the repeats, the speed-up
 torch.nn time / fastrnn time (above 1: fastrnn is faster) and the peak memory of one run
 (from torch's profiler on the CPU, from the caching allocator on CUDA).
+
+With onnxruntime installed (pip install "fastrnn[onnx]"), the CPU's inference cases (forward
+and generation, unpacked) also time ONNX Runtime, the engine CPU inference often runs on:
+the torch.nn layer exported with torch.onnx.export, run by its CPU execution provider on
+torch's thread count, in the same interleaved loop ("vs ORT": ORT time / fastrnn time).
 """
 import argparse
 import contextlib
@@ -83,6 +88,8 @@ class Result:
     torch_range: tuple = (float("nan"), float("nan"))    # fastest and slowest repeat, ms
     fastrnn_range: tuple = (float("nan"), float("nan"))
     fastrnn_gflops: float = float("nan")  # the case's GEMM work over fastrnn's median time
+    onnx_ms: float = float("nan")         # ONNX Runtime, where it ran this case
+    onnx_range: tuple = (float("nan"), float("nan"))
     speedup: float = field(init=False)
 
     def __post_init__(self):
@@ -225,32 +232,91 @@ def workloads(case, module, device, dtype):
     return {"forward": forward, "forward+backward": forward_backward}
 
 
-def run_case(case, device, dtype, repeats, warmup, modes):
+def onnx_runtime_available():
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export writes through it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def onnx_workloads(case, module, dtype):
+    """ONNX Runtime running `module` (the torch.nn layer) on the same inputs as
+    workloads(): {mode: fn} for forward or generate, or {} where ORT has no such case here
+    (packed input; a dtype other than float32). The export keeps the state as inputs and
+    outputs, so generation carries it from step to step as the layers do."""
+    import warnings
+
+    import onnxruntime
+    if case.packed or dtype != torch.float32:
+        return {}
+    steps = 1 if case.generation else case.seq
+    x = torch.randn(steps, case.batch, case.input, dtype=dtype)
+    directions = 2 if case.bidirectional else 1
+    state = torch.zeros(case.layers * directions, case.batch, case.hidden, dtype=dtype)
+    state = (state, state.clone()) if case.cell == "lstm" else state
+    names = ["x", "h0", "c0"] if case.cell == "lstm" else ["x", "h0"]
+    buffer = __import__("io").BytesIO()
+    with warnings.catch_warnings(), _stderr_silenced(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(module, (x, state), buffer, dynamo=False, input_names=names,
+                          output_names=["y"] + [f"{n}_n" for n in names[1:]])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options,
+                                           providers=["CPUExecutionProvider"])
+    feeds = dict(zip(names, [x.numpy()] + [s.numpy() for s in
+                                           (state if isinstance(state, tuple) else (state,))]))
+    with torch.no_grad():  # time nothing that computes something else
+        expected = module(x, state)[0]
+    got = torch.from_numpy(session.run(None, feeds)[0])
+    if not torch.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise RuntimeError(f"{case.describe()}: ONNX Runtime's output differs from torch.nn's "
+                           f"by {(got - expected).abs().max().item():.3g}")
+    if not case.generation:
+        return {"forward": lambda: session.run(None, feeds)}
+
+    def generate():
+        step_feeds = dict(feeds)
+        for _ in range(case.seq):
+            outputs = session.run(None, step_feeds)
+            step_feeds.update(zip(names[1:], outputs[1:]))
+    return {"generate": generate}
+
+
+def run_case(case, device, dtype, repeats, warmup, modes, with_onnx=False):
     reference, fast = make_layers(case, device, dtype)
     ref_work = workloads(case, reference, device, dtype)
     fast_work = workloads(case, fast, device, dtype)
+    onnx_work = onnx_workloads(case, reference, dtype) if with_onnx else {}
     measure = timer(device)
     results = []
     for mode in ref_work:
         if mode not in modes and not case.generation:
             continue
+        contenders = [ref_work[mode], fast_work[mode]] + (
+            [onnx_work[mode]] if mode in onnx_work else [])
         for _ in range(warmup):
-            ref_work[mode]()
-            fast_work[mode]()
+            for fn in contenders:
+                fn()
         synchronize(device)
-        ref_times, fast_times = [], []
-        for r in range(repeats):  # interleaved, alternating which goes first
-            pair = [(ref_work[mode], ref_times), (fast_work[mode], fast_times)]
-            for fn, times in (pair if r % 2 == 0 else pair[::-1]):
-                times.append(measure(fn))
+        times = [[] for _ in contenders]
+        for r in range(repeats):  # interleaved, rotating which goes first
+            for k in range(len(contenders)):
+                which = (r + k) % len(contenders)
+                times[which].append(measure(contenders[which]))
         scale = 1.0 / case.seq if case.generation else 1.0  # per generated step
-        fast_ms = statistics.median(fast_times) * scale
-        results.append(Result(case, mode, statistics.median(ref_times) * scale, fast_ms,
-                              peak_memory_mb(ref_work[mode], device),
-                              peak_memory_mb(fast_work[mode], device),
-                              (min(ref_times) * scale, max(ref_times) * scale),
-                              (min(fast_times) * scale, max(fast_times) * scale),
-                              case.flops(mode) / (fast_ms / 1e3) / 1e9))
+        median = [statistics.median(t) * scale for t in times]
+        spread = [(min(t) * scale, max(t) * scale) for t in times]
+        result = Result(case, mode, median[0], median[1],
+                        peak_memory_mb(ref_work[mode], device),
+                        peak_memory_mb(fast_work[mode], device), spread[0], spread[1],
+                        case.flops(mode) / (median[1] / 1e3) / 1e9)
+        if len(contenders) == 3:
+            result.onnx_ms, result.onnx_range = median[2], spread[2]
+        results.append(result)
     return results
 
 
@@ -316,19 +382,27 @@ def format_table(results, title, peak_gflops=float("nan")):
     def memory(mb):
         return "n/a" if not mb or mb != mb else f"{mb:.1f}"  # nan or 0: nothing measured
 
+    with_onnx = any(r.onnx_ms == r.onnx_ms for r in results)  # any ORT time (not nan)
     header = ["case", "mode", "torch.nn ms (min-max)", "fastrnn ms (min-max)", "speed-up",
               "% GEMM peak", "peak MB torch / fastrnn"]
+    if with_onnx:
+        header[5:5] = ["ONNX Runtime ms (min-max)", "vs ORT"]
     rows = []
     for r in results:
         unit = "/step" if r.mode == "generate" else ""
-        rows.append([
+        row = [
             r.case.describe() + (f" ({r.case.label})" if r.case.label else ""), r.mode,
             timing(r.torch_ms, r.torch_range, unit), timing(r.fastrnn_ms, r.fastrnn_range, unit),
             f"{r.speedup:.2f}x", f"{100 * r.fastrnn_gflops / peak_gflops:.0f}%",
             "n/a" if r.mode == "generate"  # one step at a time: nothing to compare
-            else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}"])
+            else f"{memory(r.torch_peak_mb)} / {memory(r.fastrnn_peak_mb)}"]
+        if with_onnx:
+            ran = r.onnx_ms == r.onnx_ms
+            row[5:5] = [timing(r.onnx_ms, r.onnx_range, unit) if ran else "n/a",
+                        f"{r.onnx_ms / r.fastrnn_ms:.2f}x" if ran else "n/a"]
+        rows.append(row)
     widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
-    right = {4, 5, 6}  # numbers read best right-aligned
+    right = {4, 6, 7, 8} if with_onnx else {4, 5, 6}  # numbers read best right-aligned
 
     def line(cells):
         return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
@@ -360,7 +434,8 @@ def draw_chart(results, title, path):
 
 
 def machine_description(device):
-    """The card, or the CPU's model, family and the SIMD level torch runs at, and threads."""
+    """The card, or the CPU's model, family, the SIMD levels torch and fastrnn run at, and
+    the thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     model, family = platform.processor() or platform.machine(), ""
@@ -372,8 +447,8 @@ def machine_description(device):
         family = f", family {info.get('cpu family', '?')}"
     except OSError:
         pass
-    return (f"{model}{family}, {torch.backends.cpu.get_cpu_capability()}, "
-            f"{torch.get_num_threads()} threads")
+    return (f"{model}{family}, torch {torch.backends.cpu.get_cpu_capability()} / fastrnn "
+            f"{fastrnn.build_info()['cpu_simd']} kernels, {torch.get_num_threads()} threads")
 
 
 def main(argv=None):
@@ -407,6 +482,9 @@ def run(argv=None):
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--png", help="also draw the speed-ups as a chart in this PNG file")
+    parser.add_argument("--onnx", choices=["auto", "on", "off"], default="auto",
+                        help="time ONNX Runtime too on the CPU's inference cases: auto = "
+                             "when onnxruntime and onnx are installed")
     parser.add_argument("--busy", type=int, default=0, metavar="N",
                         help="run N competing busy processes during the timings, as on a "
                              "shared machine (both sides are slowed; compare the ratios)")
@@ -434,6 +512,14 @@ def run(argv=None):
             precision += f", TF32 {args.tf32} (cuDNN and cuBLAS)"
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
              f"{machine_description(device)}, {precision}, median of {args.repeats}")
+    with_onnx = args.onnx != "off" and device.type == "cpu" and onnx_runtime_available()
+    if args.onnx == "on" and not with_onnx:
+        parser.error("--onnx on: needs the CPU and the packages onnxruntime and onnx "
+                     "(pip install \"fastrnn[onnx]\")")
+    if with_onnx:
+        import onnxruntime
+        title += (f"; ONNX Runtime {onnxruntime.__version__} (CPU execution provider, "
+                  f"{torch.get_num_threads()} threads)")
     torch.manual_seed(0)
     competitors = start_busy_processes(args.busy)
     if args.busy:
@@ -444,7 +530,7 @@ def run(argv=None):
     results = []
     began = time.perf_counter()
     for k, case in enumerate(cases, 1):
-        results += run_case(case, device, dtype, args.repeats, args.warmup, modes)
+        results += run_case(case, device, dtype, args.repeats, args.warmup, modes, with_onnx)
         elapsed = time.perf_counter() - began
         eta = elapsed / k * (len(cases) - k)
         print(f"[{k}/{len(cases)}] {case.describe()}: {elapsed:.0f} s elapsed, "
@@ -466,7 +552,8 @@ def write_json(path, title, results, peak_gflops):
             {**asdict(r.case), "mode": r.mode, "torch_ms": r.torch_ms,
              "fastrnn_ms": r.fastrnn_ms, "speedup": r.speedup,
              "torch_range_ms": list(r.torch_range), "fastrnn_range_ms": list(r.fastrnn_range),
-             "fastrnn_gflops": r.fastrnn_gflops,
+             "fastrnn_gflops": r.fastrnn_gflops, "onnx_ms": r.onnx_ms,
+             "onnx_range_ms": list(r.onnx_range),
              "torch_peak_mb": r.torch_peak_mb, "fastrnn_peak_mb": r.fastrnn_peak_mb}
             for r in results]}, f, indent=2)
     os.replace(tmp, path)
