@@ -23,7 +23,7 @@ def test_table_json_and_spread(tmp_path, capsys):
         assert r.fastrnn_range[0] <= r.fastrnn_ms <= r.fastrnn_range[1]
         assert r.fastrnn_gflops > 0 and math.isnan(r.onnx_ms)
     printed = capsys.readouterr().out
-    assert "fastrnn ms (min-max)" in printed and "% GEMM peak" in printed
+    assert "fastrnn ms (min-max)" in printed and "% of peak" in printed
     assert "ONNX Runtime" not in printed
     assert "family" in printed and "kernels" in printed  # the machine and SIMD levels named
     saved = json.loads(path.read_text())
@@ -72,3 +72,12 @@ def test_onnx_runtime_generation_and_packed_cases():
     assert generate.mode == "generate" and generate.onnx_ms > 0
     for r in bench.run_case(packed, cpu, torch.float32, 2, 0, bench.MODES, True):
         assert math.isnan(r.onnx_ms)  # ORT does not run packed input here: shown as n/a
+
+
+def test_generation_reports_the_weights_read_bound(capsys):
+    import torch
+    case = bench.Case("gru", 3, 1, 4, 8, 2, generation=True)
+    (result,) = bench.run_case(case, torch.device("cpu"), torch.float32, 2, 0, bench.MODES)
+    assert result.mode == "generate" and 0 < result.read_bound_ms < math.inf
+    table = bench.format_table([result], "title", peak_gflops=100.0)
+    assert f"of read ({result.read_bound_ms:.3f})" in table
