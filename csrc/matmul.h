@@ -1,19 +1,32 @@
 // The large products outside the time loop (weight gradients, input projection), the same
 // call on every device: on the CPU in float32 through oneDNN's brgemm (cpu/brgemm.h: MKL,
-// torch's BLAS, runs its AVX2 path on AMD processors), elsewhere at::mm.
+// torch's BLAS, runs its AVX2 path on AMD processors), or for a single row times a weight
+// used transposed through the SIMD level's GEMV (cpu/gemv.h); elsewhere at::mm.
 #pragma once
 
 #include <ATen/ATen.h>
 
 #include "cpu/brgemm.h"
+#include "cpu/levels.h"
 
 namespace fastrnn {
 
 // a [M, K] @ b [K, N] (+ bias [N] on every row); a and b may be transposed views.
 inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
                          const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  if (cpu::kHaveBrgemm && a.is_cpu() && a.scalar_type() == at::kFloat &&
-      b.scalar_type() == at::kFloat && a.size(0) >= cpu::kBrgemmMinRows) {
+  const bool cpu_float = a.is_cpu() && a.scalar_type() == at::kFloat &&
+                         b.scalar_type() == at::kFloat;
+  if (cpu_float && a.size(0) == 1 && b.stride(0) == 1 && b.size(0) > 0 && b.size(1) > 0) {
+    // b = W^T with W's rows contiguous: y = W a^T, one dot product per row of W
+    const at::Tensor x = a.contiguous();
+    at::Tensor y = at::empty({1, b.size(1)}, a.options());
+    cpu::simd_level().gemv(b.size(1), b.size(0), b.data_ptr<float>(), b.stride(1),
+                           x.data_ptr<float>(),
+                           bias.has_value() ? bias->data_ptr<float>() : nullptr,
+                           y.data_ptr<float>());
+    return y;
+  }
+  if (cpu::kHaveBrgemm && cpu_float && a.size(0) >= cpu::kBrgemmMinRows) {
     return cpu::brgemm_matmul(a, b, bias);
   }
   at::Tensor c = at::mm(a, b);

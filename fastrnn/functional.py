@@ -30,11 +30,10 @@ INFERENCE_CHUNK_BYTES = 8 << 20
 
 def input_projection(x, weight, bias):
     """x W^T + b for every time step at once. On the CPU in float32 through fastrnn's own
-    product (oneDNN's brgemm: torch's BLAS, MKL, runs its AVX2 path on AMD processors and
-    measured 1.5-2.4x slower here), elsewhere F.linear, and for a single row (generation,
-    where MKL's GEMV is the faster and F.linear skips a Python autograd layer)."""
-    rows = x.numel() // max(1, x.shape[-1])
-    if x.device.type == "cpu" and x.dtype == torch.float32 and rows > 1:
+    product (oneDNN's brgemm, or for a single row its own GEMV: torch's BLAS, MKL, runs its
+    AVX2 path on AMD processors and measured 1.5-2.4x slower here, 2x for a single row),
+    elsewhere F.linear."""
+    if x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0:
         flat = ops.linear(x.reshape(-1, x.shape[-1]), weight, bias)
         return flat.view(*x.shape[:-1], weight.shape[0])
     return F.linear(x, weight, bias)

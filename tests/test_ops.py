@@ -1,8 +1,10 @@
 """The operators on their own: gradcheck in float64 and torch.library.opcheck."""
+import copy
+
 import pytest
 import torch
 
-import fastrnn  # noqa: F401  (registers the operators)
+import fastrnn
 from helpers import DEVICES
 from fastrnn._ops import GATES, ops
 
@@ -135,6 +137,28 @@ def test_linear_matches_torch(device, dtype, bias):
         small_b = b.detach()[:5].clone().requires_grad_() if bias else None
         assert torch.autograd.gradcheck(lambda *a: ops.linear(*a), (small[0], small[1], small_b))
     torch.library.opcheck(ops.linear, (x.detach(), w.detach(), b.detach() if bias else None))
+
+
+@pytest.mark.parametrize("rows_of_w", [3, 130, 517])  # serial, split unevenly over threads
+@pytest.mark.parametrize("strided", [False, True])
+def test_single_row_products_match_float64(rows_of_w, strided):
+    # One row times a weight used transposed runs the CPU's own GEMV (csrc/cpu/gemv.h):
+    # the input projection here, and every forward recurrent product at batch 1.
+    torch.manual_seed(0)
+    big = torch.randn(rows_of_w, 50)
+    w = big[:, 3:40] if strided else big[:, :37].contiguous()  # K = 37: a SIMD tail
+    x = torch.randn(1, 37)
+    b = torch.randn(rows_of_w)
+    want = x.double() @ w.double().t() + b.double()
+    torch.testing.assert_close(ops.linear(x, w, b).double(), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ops.linear(x, w, None).double(), want - b.double(), atol=1e-5,
+                               rtol=1e-5)
+    layer = fastrnn.GRU(37, rows_of_w)  # batch 1: the recurrent product of every step too
+    with torch.no_grad():
+        sequence = torch.randn(5, 1, 37)
+        reference = fastrnn.to_torch(copy.deepcopy(layer)).double()
+        torch.testing.assert_close(layer(sequence)[0].double(), reference(sequence.double())[0],
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_linear_checks_its_arguments():

@@ -14,6 +14,7 @@
 #include "steps.h"
 #include "blas.h"
 #include "brgemm.h"
+#include "gemv.h"
 #include "simd.h"
 
 namespace fastrnn {
@@ -40,12 +41,18 @@ struct CpuDevice {
   }
 
   // C = op(A) op(B) + beta C; the accumulation type is the storage type on the CPU.
-  // float32 products of two rows or more go through brgemm, the rest through the BLAS.
+  // A single row times a weight used transposed (every forward product at batch 1) is a
+  // row of dot products (gemv.h); other float32 products of two rows or more go through
+  // brgemm, the rest through the BLAS.
   template <class T>
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
             int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
             bool /*c_acc*/) const {
     if (M == 0 || N == 0) return;  // e.g. no packed sequence still running at this step
+    if (M == 1 && !trans_a && trans_b && (beta == 0.0 || beta == 1.0)) {
+      gemv_rows<T>(N, K, b, ldb, a, static_cast<T*>(c), beta == 1.0);
+      return;
+    }
     if constexpr (std::is_same_v<T, float>) {
       if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
         int64_t ld_rows = ldb;

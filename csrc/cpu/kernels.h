@@ -19,6 +19,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include "cpu/device.h"
+#include "cpu/levels.h"
 
 namespace fastrnn {
 namespace cpu {
@@ -70,11 +71,21 @@ void rnn_backward(const RnnBackwardArgs& args) {
   });
 }
 
-// This level's table, for backend.cpp.
-const Backend* kernels() {
-  static const Backend table{&lstm_forward, &lstm_backward, &gru_forward,
-                             &gru_backward, &rnn_forward,   &rnn_backward};
-  return &table;
+void gemv(int64_t N, int64_t K, const float* w, int64_t ldw, const float* x, const float* bias,
+          float* y) {
+  if (bias != nullptr) std::memcpy(y, bias, sizeof(float) * N);
+  gemv_rows<float>(N, K, w, ldw, x, y, /*accumulate=*/bias != nullptr);
+}
+
+#define FASTRNN_NAME_OF(level) #level
+#define FASTRNN_NAME(level) FASTRNN_NAME_OF(level)
+
+// This level, for backend.cpp.
+const SimdLevel* level() {
+  static const Backend layers{&lstm_forward, &lstm_backward, &gru_forward,
+                              &gru_backward, &rnn_forward,   &rnn_backward};
+  static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv};
+  return &level;
 }
 
 }  // namespace FASTRNN_CPU_LEVEL

@@ -23,6 +23,7 @@
 #include "backend.h"
 #include "cpu/blas.h"
 #include "cpu/brgemm.h"
+#include "cpu/levels.h"
 #include "sequence/gru.h"
 #include "sequence/lstm.h"
 #include "sequence/rnn.h"
@@ -37,8 +38,8 @@
 #define FASTRNN_X86_LEVELS 0
 #endif
 
-// A level this compiler or processor cannot build: its table is null.
+// A level this compiler or processor cannot build: null.
 #define FASTRNN_CPU_LEVEL_NOT_BUILT                              \
   namespace fastrnn::cpu::FASTRNN_CPU_LEVEL {                    \
-  const Backend* kernels() { return nullptr; }                   \
+  const SimdLevel* level() { return nullptr; }                   \
   }

