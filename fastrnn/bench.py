@@ -279,6 +279,9 @@ def onnx_workloads(case, module, dtype):
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
     options.inter_op_num_threads = 1
+    # ORT's threads spin after a call by default, holding the cores the next contender in
+    # the interleaved loop runs on (measured: fastrnn's generation step 2x slower after it)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(buffer.getvalue(), options,
                                            providers=["CPUExecutionProvider"])
     feeds = dict(zip(names, [x.numpy()] + [s.numpy() for s in
