@@ -92,10 +92,22 @@ def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[t
     weights: L*D entries, layer-major then direction; lengths: [B] int64 or None.
     Returns (output [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H] or None).
     """
-    directions = 2 if bidirectional else 1
     save_for_backward = torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad)
         or any(w is not None and w.requires_grad for lw in weights for w in lw))
+    if save_for_backward or torch.compiler.is_compiling():
+        return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
+                      lengths, reset_after, save_for_backward)
+    # Nothing to differentiate: call the kernels below autograd, skipping the Python layer
+    # of each operator's autograd formula (measured 2-5 us per call, 8% of a generation step)
+    with torch._C._AutoDispatchBelowADInplaceOrView():
+        return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
+                      lengths, reset_after, False)
+
+
+def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training, lengths,
+           reset_after, save_for_backward):
+    directions = 2 if bidirectional else 1
     h_n, c_n = [], []
     layer_input = x
     for layer in range(num_layers):
