@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -446,7 +447,7 @@ def draw_chart(results, title, path):
     ax.set_yticks(range(len(results)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("speed-up: torch.nn time / fastrnn time (right of 1: fastrnn faster)")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(textwrap.fill(title, 110), fontsize=7)
     for i, s in enumerate(speedups):
         ax.text(s, i, f" {s:.2f}x", va="center", fontsize=7)
     fig.tight_layout()
