@@ -1,6 +1,7 @@
-// The CPU as a Device of the shared sequence templates (../sequence/): BLAS GEMMs with the
-// columns split over the threads, and each point-wise step as one parallel pass over rows
-// and column blocks, the cell formulas (../cells/) on SIMD vectors with a scalar tail.
+// The CPU as a Device of the shared sequence templates (../sequence/): GEMMs with the
+// columns split over the threads (brgemm, a GEMV for a single row, the BLAS otherwise), and
+// each point-wise step as one parallel pass over rows and column blocks, the cell formulas
+// (../cells/) on SIMD vectors with a scalar tail.
 // Storage and accumulation types are the same here (float or double). Compiled once per
 // SIMD level, in that level's namespace (kernels.h).
 #pragma once
