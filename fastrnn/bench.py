@@ -18,6 +18,7 @@ torch's thread count, in the same interleaved loop ("vs ORT": ORT time / fastrnn
 """
 import argparse
 import contextlib
+import io
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ import statistics
 import sys
 import textwrap
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -261,18 +263,17 @@ def onnx_workloads(case, module, dtype):
     workloads(): {mode: fn} for forward or generate, or {} where ORT has no such case here
     (packed input; a dtype other than float32). The export keeps the state as inputs and
     outputs, so generation carries it from step to step as the layers do."""
-    import warnings
-
     import onnxruntime
     if case.packed or dtype != torch.float32:
         return {}
     steps = 1 if case.generation else case.seq
     x = torch.randn(steps, case.batch, case.input, dtype=dtype)
     directions = 2 if case.bidirectional else 1
-    state = torch.zeros(case.layers * directions, case.batch, case.hidden, dtype=dtype)
-    state = (state, state.clone()) if case.cell == "lstm" else state
-    names = ["x", "h0", "c0"] if case.cell == "lstm" else ["x", "h0"]
-    buffer = __import__("io").BytesIO()
+    states = [torch.zeros(case.layers * directions, case.batch, case.hidden, dtype=dtype)
+              for _ in range(2 if case.cell == "lstm" else 1)]
+    state = tuple(states) if case.cell == "lstm" else states[0]  # as the layer takes it
+    names = ["x", "h0", "c0"][:1 + len(states)]
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), _stderr_silenced(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
         torch.onnx.export(module, (x, state), buffer, dynamo=False, input_names=names,
@@ -285,8 +286,7 @@ def onnx_workloads(case, module, dtype):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(buffer.getvalue(), options,
                                            providers=["CPUExecutionProvider"])
-    feeds = dict(zip(names, [x.numpy()] + [s.numpy() for s in
-                                           (state if isinstance(state, tuple) else (state,))]))
+    feeds = dict(zip(names, [t.numpy() for t in [x] + states]))
     with torch.no_grad():  # time nothing that computes something else
         expected = module(x, state)[0]
     got = torch.from_numpy(session.run(None, feeds)[0])

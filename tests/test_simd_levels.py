@@ -1,6 +1,7 @@
 """The CPU kernels' SIMD levels (csrc/cpu/kernels.h): every level is compiled into the one
 library, the level is the one torch runs at (ATEN_CPU_CAPABILITY lowers both), each level
 computes the same layers, and no AVX instruction sits where a lower level could run it."""
+import json
 import os
 import re
 import shutil
@@ -17,13 +18,13 @@ LEVEL_OF_CAPABILITY = {"AVX512": "avx512", "AVX2": "avx2", "DEFAULT": "portable"
 ORDER = ["portable", "avx2", "avx512"]
 NATIVE = LEVEL_OF_CAPABILITY.get(torch.backends.cpu.get_cpu_capability(), "portable")
 # The levels this processor can run below its own (ATEN_CPU_CAPABILITY names them so).
-LOWER = [level for level in ORDER[:ORDER.index(NATIVE)]]
+LOWER = ORDER[:ORDER.index(NATIVE)]
 FORCE = {"avx2": "avx2", "portable": "default"}
 
 # Forward and backward of each cell with H = 20 (a SIMD body and a scalar tail), lengths
 # (finished rows) and both dtypes; printed as one tensor per line for the parent test.
 SCRIPT = r"""
-import sys, torch, fastrnn
+import json, torch, fastrnn
 print(fastrnn.build_info()["cpu_simd"])
 for kind, cls, extra in [("lstm", fastrnn.LSTM, {}), ("gru", fastrnn.GRU, {}),
                          ("gru_cho", fastrnn.GRU, {"reset_after": False}),
@@ -36,7 +37,7 @@ for kind, cls, extra in [("lstm", fastrnn.LSTM, {}), ("gru", fastrnn.GRU, {}),
         out, _ = torch.nn.utils.rnn.pad_packed_sequence(layer(packed)[0])
         out.square().sum().backward()
         for t in [out.detach(), x.grad] + [p.grad for p in layer.parameters()]:
-            print(kind, dtype, t.flatten().tolist())
+            print(kind, dtype, json.dumps(t.flatten().tolist()))
 """
 
 
@@ -65,8 +66,8 @@ def test_forced_level_computes_what_the_native_one_does(level):
     for a, b in zip(native, forced):
         kind_a, dtype_a, values_a = a.split(" ", 2)
         assert b.split(" ", 2)[:2] == [kind_a, dtype_a]
-        expected = torch.tensor(eval(values_a), dtype=torch.float64)
-        got = torch.tensor(eval(b.split(" ", 2)[2]), dtype=torch.float64)
+        expected = torch.tensor(json.loads(values_a), dtype=torch.float64)
+        got = torch.tensor(json.loads(b.split(" ", 2)[2]), dtype=torch.float64)
         # exp and tanh differ between levels (SLEEF's vector routines or libm's), and so
         # do torch's own kernels (the loss's reductions) when the level is forced
         tolerance = dict(rtol=1e-4, atol=1e-5) if dtype_a == "torch.float32" else \
