@@ -9,6 +9,7 @@
 
 #include <tuple>
 
+#include "cpu/buffer_cache.h"
 #include "params.h"
 
 namespace fastrnn {

@@ -30,10 +30,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
   const auto opts = input_gates.options();
   const auto acc_opts = opts.dtype(accumulation_dtype(input_gates.scalar_type()));
 
-  Tensor output = at::empty({T, B, H}, opts);
-  Tensor hs = at::empty({keep_all ? T + 1 : 2, B, H}, opts);
-  Tensor gates = at::empty({keep_all ? T : 1, B, G}, acc_opts);
-  Tensor extra = at::empty({keep_all ? T : 1, B, H}, opts);
+  Tensor output = new_buffer({T, B, H}, opts);
+  Tensor hs = new_buffer({keep_all ? T + 1 : 2, B, H}, opts);
+  Tensor gates = new_buffer({keep_all ? T : 1, B, G}, acc_opts);
+  Tensor extra = new_buffer({keep_all ? T : 1, B, H}, opts);
   hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
   if (T > 0 && B > 0) {
     backend_for(input_gates.device().type())
@@ -45,9 +45,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
 
   Tensor h_n = hs[final_state_slot(T, reverse, keep_all)].clone();
   if (!keep_all) {
-    hs = at::empty({0}, opts);
-    gates = at::empty({0}, acc_opts);
-    extra = at::empty({0}, opts);
+    hs = new_buffer({0}, opts);
+    gates = new_buffer({0}, acc_opts);
+    extra = new_buffer({0}, opts);
   }
   return {output, h_n, hs, gates, extra};
 }
@@ -71,13 +71,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const auto opts = hs.options();
   const auto acc_opts = gates.options();
 
-  Tensor grad_gates = at::empty({T, B, G}, opts);
+  Tensor grad_gates = new_buffer({T, B, G}, opts);
   // Gradient of the recurrent pre-activations h W_hh^T + b_hh. With the reset before the
   // product it equals grad_gates; with it after, its n-part is r times that of grad_gates.
-  Tensor grad_recurrent = reset_after ? at::empty({T, B, G}, opts) : grad_gates;
+  Tensor grad_recurrent = reset_after ? new_buffer({T, B, G}, opts) : grad_gates;
   Tensor dh = state_grad(grad_h_n, {B, H}, acc_opts);
-  Tensor dz = reset_after ? at::empty({0}, acc_opts) : at::empty({B, H}, acc_opts);
-  Tensor d_reset_h = reset_after ? at::empty({0}, acc_opts) : at::empty({B, H}, acc_opts);
+  Tensor dz = reset_after ? new_buffer({0}, acc_opts) : new_buffer({B, H}, acc_opts);
+  Tensor d_reset_h = reset_after ? new_buffer({0}, acc_opts) : new_buffer({B, H}, acc_opts);
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())
         .gru_backward({sequence_args(T, B, H, H, reverse, true, lengths, hs.scalar_type()),

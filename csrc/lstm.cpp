@@ -30,11 +30,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   const auto acc_opts = opts.dtype(accumulation_dtype(input_gates.scalar_type()));
   const int64_t slots = keep_all ? T + 1 : 2;
 
-  Tensor output = at::empty({T, B, P}, opts);
-  Tensor hs = at::empty({slots, B, P}, opts);
-  Tensor cs = at::empty({slots, B, H}, acc_opts);
-  Tensor gates = at::empty({keep_all ? T : 1, B, G}, acc_opts);
-  Tensor proj_in = has_proj ? at::empty({keep_all ? T : 1, B, H}, opts) : at::empty({0}, opts);
+  Tensor output = new_buffer({T, B, P}, opts);
+  Tensor hs = new_buffer({slots, B, P}, opts);
+  Tensor cs = new_buffer({slots, B, H}, acc_opts);
+  Tensor gates = new_buffer({keep_all ? T : 1, B, G}, acc_opts);
+  Tensor proj_in = has_proj ? new_buffer({keep_all ? T : 1, B, H}, opts) : new_buffer({0}, opts);
   hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
   cs[initial_state_slot(T, reverse, keep_all)].copy_(c0);
   if (T > 0 && B > 0) {
@@ -50,10 +50,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   Tensor h_n = hs[last].clone();
   Tensor c_n = cs[last].to(input_gates.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   if (!keep_all) {  // inference saves nothing for backward
-    hs = at::empty({0}, opts);
-    cs = at::empty({0}, acc_opts);
-    gates = at::empty({0}, acc_opts);
-    proj_in = at::empty({0}, opts);
+    hs = new_buffer({0}, opts);
+    cs = new_buffer({0}, acc_opts);
+    gates = new_buffer({0}, acc_opts);
+    proj_in = new_buffer({0}, opts);
   }
   return {output, h_n, c_n, hs, cs, gates, proj_in};
 }
@@ -80,13 +80,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const auto opts = hs.options();
   const auto acc_opts = gates.options();
 
-  Tensor grad_gates = at::empty({T, B, G}, opts);
+  Tensor grad_gates = new_buffer({T, B, G}, opts);
   Tensor dh = state_grad(grad_h_n, {B, P}, acc_opts);
   Tensor dc = state_grad(grad_c_n, {B, H}, acc_opts);
   // With a projection: the gradient reaching each step's projected output (kept for the
   // W_hr gradient) and scratch for the gradient reaching the projection's input.
-  Tensor grad_proj_out = has_proj ? at::empty({T, B, P}, opts) : at::empty({0}, opts);
-  Tensor grad_proj_in = has_proj ? at::empty({B, H}, acc_opts) : at::empty({0}, acc_opts);
+  Tensor grad_proj_out = has_proj ? new_buffer({T, B, P}, opts) : new_buffer({0}, opts);
+  Tensor grad_proj_in = has_proj ? new_buffer({B, H}, acc_opts) : new_buffer({0}, acc_opts);
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())
         .lstm_backward({sequence_args(T, B, H, P, reverse, true, lengths, hs.scalar_type()),
@@ -98,7 +98,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
 
   auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
   Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
-                              : at::empty({0}, opts);
+                              : new_buffer({0}, opts);
   return {grad_gates, dh.to(opts.dtype()), dc.to(opts.dtype()), grad_w_hh, grad_b_hh,
           grad_w_hr};
 }

@@ -27,9 +27,9 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
   const int64_t T = input_gates.size(0), B = input_gates.size(1), H = input_gates.size(2);
   const bool keep_all = save_for_backward;
   const auto opts = input_gates.options();
-  Tensor output = at::empty({T, B, H}, opts);
-  Tensor hs = at::empty({keep_all ? T + 1 : 2, B, H}, opts);
-  Tensor recurrent = at::empty({B, H}, opts.dtype(accumulation_dtype(input_gates.scalar_type())));
+  Tensor output = new_buffer({T, B, H}, opts);
+  Tensor hs = new_buffer({keep_all ? T + 1 : 2, B, H}, opts);
+  Tensor recurrent = new_buffer({B, H}, opts.dtype(accumulation_dtype(input_gates.scalar_type())));
   hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
   if (T > 0 && B > 0) {
     backend_for(input_gates.device().type())
@@ -40,7 +40,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
   }
 
   Tensor h_n = hs[final_state_slot(T, reverse, keep_all)].clone();
-  if (!keep_all) hs = at::empty({0}, opts);
+  if (!keep_all) hs = new_buffer({0}, opts);
   return {output, h_n, hs};
 }
 
@@ -59,7 +59,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   const auto opts = hs.options();
   const auto acc_opts = opts.dtype(accumulation_dtype(hs.scalar_type()));
-  Tensor grad_gates = at::empty({T, B, H}, opts);
+  Tensor grad_gates = new_buffer({T, B, H}, opts);
   Tensor dh = state_grad(grad_h_n, {B, H}, acc_opts);
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())

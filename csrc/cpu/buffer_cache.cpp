@@ -1,0 +1,223 @@
+// The CPU buffer cache (buffer_cache.h): free blocks kept in a list, most recently freed
+// first, found by size class; evicted from the other end.
+#include "cpu/buffer_cache.h"
+
+#include <ATen/native/TensorFactories.h>
+#include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
+#include <torch/library.h>
+
+#include <cstdlib>
+#include <list>
+#include <mutex>
+#include <string>
+
+namespace fastrnn {
+namespace cpu {
+namespace {
+
+constexpr size_t kMinCachedBytes = size_t{1} << 20;  // smaller blocks: torch's allocator
+constexpr int64_t kDefaultLimitMB = 1024;
+
+// Sizes are rounded up to one of 8 classes per power of two (at most 12.5% more), so that
+// shapes which differ a little (another batch's length) still reuse each other's blocks.
+size_t size_class(size_t bytes) {
+  size_t octave = 1;
+  while (octave * 2 <= bytes) octave *= 2;
+  const size_t step = octave / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+int64_t limit_from_environment() {
+  const char* text = std::getenv("FASTRNN_CPU_CACHE_MB");
+  if (text == nullptr || *text == '\0') return kDefaultLimitMB << 20;
+  char* end = nullptr;
+  const long long mb = std::strtoll(text, &end, 10);
+  TORCH_CHECK(*end == '\0' && mb >= 0, "FASTRNN_CPU_CACHE_MB must be a whole number of MB >= 0 ",
+              "(0 turns fastrnn's CPU buffer cache off), got '", text, "'");
+  return static_cast<int64_t>(mb) << 20;
+}
+
+struct Block {
+  void* data;
+  size_t bytes;  // its size class
+};
+
+class BufferCache final : public c10::Allocator {
+ public:
+  BufferCache() : limit_(limit_from_environment()) {}
+
+  c10::DataPtr allocate(size_t requested) override {
+    if (requested < kMinCachedBytes) return c10::GetDefaultCPUAllocator()->allocate(requested);
+    const size_t bytes = size_class(requested);
+    Block* block = take(bytes);
+    if (block == nullptr) {
+      void* data = nullptr;
+      try {
+        data = c10::alloc_cpu(bytes);
+      } catch (const c10::Error&) {  // out of memory: the kept blocks first, then once more
+        release_all();
+        try {
+          data = c10::alloc_cpu(bytes);
+        } catch (const c10::Error&) {
+          std::lock_guard<std::mutex> lock(mutex_);
+          in_use_ -= static_cast<int64_t>(bytes);
+          throw;
+        }
+      }
+      block = new Block{data, bytes};
+    }
+    report(block->data, static_cast<int64_t>(bytes));
+    return {block->data, block, &give_back, c10::Device(c10::kCPU)};
+  }
+
+  void copy_data(void* dest, const void* src, size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+  BufferCacheStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return {limit_, cached_, hits_, misses_};
+  }
+
+  void set_limit(int64_t bytes) {
+    std::list<Block> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      limit_ = bytes;
+      evict_over(0, evicted);
+    }
+    free_blocks(evicted);
+  }
+
+  void release_all() {
+    std::list<Block> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      evicted.splice(evicted.end(), free_);
+      cached_ = 0;
+    }
+    free_blocks(evicted);
+  }
+
+ private:
+  static void give_back(void* context);
+
+  // A kept block of this size class, or null (a miss).
+  Block* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_use_ += static_cast<int64_t>(bytes);
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->bytes != bytes) continue;
+      Block* block = new Block(*it);
+      cached_ -= static_cast<int64_t>(bytes);
+      free_.erase(it);
+      ++hits_;
+      return block;
+    }
+    ++misses_;
+    return nullptr;
+  }
+
+  // torch's profiler (profile_memory=True) sees these buffers as it sees its own allocator's.
+  void report(void* data, int64_t change) {
+    if (!c10::memoryProfilingEnabled()) return;
+    int64_t in_use, cached;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      in_use = in_use_, cached = cached_;
+    }
+    c10::reportMemoryUsageToProfiler(data, change, in_use, in_use + cached,
+                                     c10::Device(c10::kCPU));
+  }
+
+  void keep(Block block) {
+    report(block.data, -static_cast<int64_t>(block.bytes));
+    std::list<Block> evicted;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      in_use_ -= static_cast<int64_t>(block.bytes);
+      if (static_cast<int64_t>(block.bytes) > limit_) {
+        evicted.push_back(block);
+      } else {
+        evict_over(static_cast<int64_t>(block.bytes), evicted);
+        free_.push_front(block);
+        cached_ += static_cast<int64_t>(block.bytes);
+      }
+    }
+    free_blocks(evicted);  // outside the lock: unmapping a large block takes a while
+  }
+
+  // Moves the least recently freed blocks to `evicted` until `incoming` more bytes fit.
+  void evict_over(int64_t incoming, std::list<Block>& evicted) {
+    while (!free_.empty() && cached_ + incoming > limit_) {
+      cached_ -= static_cast<int64_t>(free_.back().bytes);
+      evicted.splice(evicted.begin(), free_, std::prev(free_.end()));
+    }
+  }
+
+  static void free_blocks(const std::list<Block>& blocks) {
+    for (const Block& block : blocks) c10::free_cpu(block.data);
+  }
+
+  std::mutex mutex_;
+  std::list<Block> free_;  // most recently freed first
+  int64_t limit_;
+  int64_t cached_ = 0;  // bytes of the blocks in free_
+  int64_t in_use_ = 0;  // bytes of the blocks handed out
+  int64_t hits_ = 0;
+  int64_t misses_ = 0;
+};
+
+// Never destroyed: tensors freed while the process exits still give their blocks back.
+BufferCache& the_cache() {
+  static BufferCache* const cache = new BufferCache();
+  return *cache;
+}
+
+void BufferCache::give_back(void* context) {
+  Block* block = static_cast<Block*>(context);
+  the_cache().keep(*block);
+  delete block;
+}
+
+}  // namespace
+
+c10::Allocator* buffer_cache() { return &the_cache(); }
+BufferCacheStats buffer_cache_stats() { return the_cache().stats(); }
+void set_buffer_cache_limit(int64_t bytes) {
+  TORCH_CHECK(bytes >= 0, "fastrnn: the CPU buffer cache's limit must be >= 0 bytes, got ", bytes);
+  the_cache().set_limit(bytes);
+}
+void release_cached_buffers() { the_cache().release_all(); }
+
+}  // namespace cpu
+
+at::Tensor new_buffer(at::IntArrayRef shape, const at::TensorOptions& options) {
+  if (!options.device().is_cpu()) return at::empty(shape, options);
+  at::Tensor buffer = at::detail::empty_generic(shape, cpu::buffer_cache(),
+                                                c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                                options.dtype().toScalarType(), c10::nullopt);
+  const at::Context& context = at::globalContext();
+  if (context.deterministicAlgorithms() && context.deterministicFillUninitializedMemory()) {
+    at::native::fill_empty_deterministic_(buffer);
+  }
+  return buffer;
+}
+
+}  // namespace fastrnn
+
+TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
+  // [limit_bytes, cached_bytes, hits, misses]
+  m.def("cpu_cache_stats() -> int[]", [] {
+    const fastrnn::cpu::BufferCacheStats s = fastrnn::cpu::buffer_cache_stats();
+    return std::vector<int64_t>{s.limit_bytes, s.cached_bytes, s.hits, s.misses};
+  });
+  m.def("cpu_cache_set_limit(int limit_bytes) -> ()", &fastrnn::cpu::set_buffer_cache_limit);
+  m.def("cpu_cache_release() -> ()", &fastrnn::cpu::release_cached_buffers);
+  // an uninitialised CPU tensor from the cache: buffers the Python layers fill (inference)
+  m.def("cpu_empty(int[] size, ScalarType dtype) -> Tensor",
+        [](std::vector<int64_t> size, c10::ScalarType dtype) {
+          return fastrnn::new_buffer(size, at::TensorOptions().dtype(dtype));
+        });
+}
