@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "cells/common.h"
+#include "cpu/buffer_cache.h"
 
 namespace fastrnn {
 
@@ -115,7 +116,7 @@ inline void check_like(const char* op, const char* name, const at::Tensor& t,
 
 // Optional tensors made contiguous: the kernels read every argument through its data pointer.
 inline c10::optional<at::Tensor> contiguous_or_none(const c10::optional<at::Tensor>& t) {
-  return t.has_value() ? c10::optional<at::Tensor>(t->contiguous()) : c10::nullopt;
+  return t.has_value() ? c10::optional<at::Tensor>(contiguous_buffer(*t)) : c10::nullopt;
 }
 
 // The arguments every backward operator shares, checked against one another before any

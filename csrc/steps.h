@@ -30,6 +30,7 @@ struct LstmForwardStep {
   T* h_next;            // [B, H]   (without projection)
   T* out;               // [B, H]   (without projection)
   T* proj_in;           // [B, H] or null: with a projection o * tanh(c) goes here
+  bool save;            // store the post-activation gates (backward needs them)
 };
 
 template <class T, class A>
@@ -56,6 +57,8 @@ struct GruForwardStep {
   T* h_next;            // [B, H]
   T* out;               // [B, H]
   T* extra;             // [B, H] W_hn h + b_hn (reset after) or r * h (reset before)
+  bool save;            // reset after: store r, z, n and extra (backward needs them);
+                        // the reset-before phases always store (the next phase reads them)
 };
 
 template <class T, class A>

@@ -33,24 +33,34 @@ def cpu_cache_info():
     """fastrnn's CPU buffer cache: large buffers (1 MB or more: outputs, saved gates,
     gradients) go back to it when their last tensor is freed, and the next call of the same
     shapes reuses them, already in memory, instead of paying the page faults of fresh memory
-    again. Returns ``{'limit_bytes', 'cached_bytes', 'hits', 'misses'}``: at most
-    ``limit_bytes`` of free buffers are kept (``FASTRNN_CPU_CACHE_MB``, default 1024; 0 turns
-    the cache off), ``cached_bytes`` are kept now.
+    again (a fifth to a third of a layer's time on the development machine).
+
+    Returns a dict: ``limit_bytes`` (the most bytes of free buffers kept), ``cached_bytes``
+    (kept now), ``in_use_bytes`` (held by tensors now), ``peak_in_use_bytes`` (the most they
+    ever held at once), ``hits`` and ``misses`` (allocations served from a kept buffer, and
+    those that needed new memory). By default the limit is automatic: twice the peak in
+    use (a training step's forward and backward use different buffers), at most a quarter
+    of the machine's memory; when new memory is needed, kept buffers are released first
+    until kept and in use fit the limit. ``FASTRNN_CPU_CACHE_MB`` or :func:`set_cpu_cache_limit` fix it (0
+    turns the cache off); :func:`empty_cache` releases the kept buffers.
 
     >>> import fastrnn
     >>> sorted(fastrnn.cpu_cache_info())
-    ['cached_bytes', 'hits', 'limit_bytes', 'misses']
+    ['cached_bytes', 'hits', 'in_use_bytes', 'limit_bytes', 'misses', 'peak_in_use_bytes']
     """
-    limit, cached, hits, misses = torch.ops.fastrnn.cpu_cache_stats()
-    return {"limit_bytes": limit, "cached_bytes": cached, "hits": hits, "misses": misses}
+    limit, cached, in_use, peak, hits, misses = torch.ops.fastrnn.cpu_cache_stats()
+    return {"limit_bytes": limit, "cached_bytes": cached, "in_use_bytes": in_use,
+            "peak_in_use_bytes": peak, "hits": hits, "misses": misses}
 
 
-def set_cpu_cache_limit(limit_bytes: int):
-    """Keep at most ``limit_bytes`` of free CPU buffers (0: none), releasing the least
-    recently freed ones over it now. Overrides ``FASTRNN_CPU_CACHE_MB``."""
-    if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, int) or limit_bytes < 0:
-        raise ValueError(f"set_cpu_cache_limit: limit_bytes must be an int >= 0, "
-                         f"got {limit_bytes!r}")
+def set_cpu_cache_limit(limit_bytes):
+    """Keep at most ``limit_bytes`` of free CPU buffers (0: none; ``None``: the automatic
+    limit, see :func:`cpu_cache_info`), releasing the least recently freed ones over it now.
+    Overrides ``FASTRNN_CPU_CACHE_MB``."""
+    if limit_bytes is not None and (isinstance(limit_bytes, bool)
+                                    or not isinstance(limit_bytes, int) or limit_bytes < 0):
+        raise ValueError(f"set_cpu_cache_limit: limit_bytes must be an int >= 0 or None "
+                         f"(automatic), got {limit_bytes!r}")
     torch.ops.fastrnn.cpu_cache_set_limit(limit_bytes)
 
 

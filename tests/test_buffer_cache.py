@@ -21,10 +21,9 @@ CELLS = [("lstm", fastrnn.LSTM, torch.nn.LSTM, {}),
 
 
 @pytest.fixture(autouse=True)
-def default_limit():
-    limit = fastrnn.cpu_cache_info()["limit_bytes"]
+def automatic_limit():
     yield
-    fastrnn.set_cpu_cache_limit(limit)
+    fastrnn.set_cpu_cache_limit(None)
 
 
 LENGTHS = torch.randint(T // 2, T + 1, (B,))
@@ -100,6 +99,26 @@ def test_limit_is_respected_and_zero_turns_the_cache_off():
     assert fastrnn.cpu_cache_info()["cached_bytes"] == 0
 
 
+def test_automatic_limit_keeps_what_the_largest_call_needed():
+    fastrnn.set_cpu_cache_limit(None)
+    layer = make(fastrnn.LSTM)
+    x = torch.randn(T, B, I)
+    run(layer, x)
+    run(layer, x)
+    info = fastrnn.cpu_cache_info()
+    assert info["in_use_bytes"] == 0  # every buffer of those calls has been freed
+    assert 0 < info["cached_bytes"] <= info["limit_bytes"] == 2 * info["peak_in_use_bytes"]
+    hits = info["hits"]
+    run(layer, x)  # the same shapes again: served from the cache
+    assert fastrnn.cpu_cache_info()["hits"] > hits
+    # calls of other shapes release kept buffers rather than outgrow the limit
+    for batch in (B // 2, B // 4, B // 8):
+        with torch.no_grad():
+            out, _ = fastrnn.GRU(I, H)(torch.randn(T, batch, I))
+        info = fastrnn.cpu_cache_info()
+        assert info["in_use_bytes"] + info["cached_bytes"] <= info["limit_bytes"]
+
+
 def test_empty_cache_releases_everything():
     run(make(fastrnn.LSTM), torch.randn(T, B, I))
     assert fastrnn.cpu_cache_info()["cached_bytes"] > 0
@@ -107,7 +126,7 @@ def test_empty_cache_releases_everything():
     assert fastrnn.cpu_cache_info()["cached_bytes"] == 0
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "1024", True, None])
+@pytest.mark.parametrize("bad", [-1, 1.5, "1024", True])
 def test_bad_limits_are_refused(bad):
     with pytest.raises(ValueError, match="limit_bytes"):
         fastrnn.set_cpu_cache_limit(bad)
@@ -129,6 +148,11 @@ def test_environment_sets_the_limit():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "0"]
+    env["FASTRNN_CPU_CACHE_MB"] = "40"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    limit, cached = map(int, done.stdout.split())
+    assert limit == 40 << 20 and 0 < cached <= limit
 
 
 def test_outputs_from_the_cache_behave_like_any_tensor():

@@ -74,12 +74,6 @@ inline void brgemm_columns(int64_t M, int64_t N, int64_t K, const float* A, int6
 #endif
 }
 
-// A copy of a 2-D tensor with contiguous rows (e.g. h^T for a weight gradient, 33 MB in the
-// benchmark's LSTM), in a cached buffer: a fresh one costs more in page faults than the copy.
-inline at::Tensor rows_contiguous(const at::Tensor& t) {
-  return new_buffer(t.sizes(), t.options()).copy_(t);
-}
-
 // C = A B (+ bias on every row) for float32 CPU tensors A [M, K] and B [K, N] whose rows
 // are contiguous (any row stride), as a new contiguous [M, N] tensor: the large products
 // outside the time loop (input projection, weight gradients). Blocks of 128 rows x 256
@@ -88,8 +82,10 @@ inline at::Tensor rows_contiguous(const at::Tensor& t) {
 // 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
 inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
                                 const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  const at::Tensor a = a_in.stride(1) == 1 ? a_in : rows_contiguous(a_in);
-  const at::Tensor b = b_in.stride(1) == 1 ? b_in : rows_contiguous(b_in);
+  // a transposed operand (h^T for a weight gradient, 33 MB in the benchmark's LSTM) is
+  // copied into a cached buffer: fresh memory costs more in page faults than the copy
+  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
+  const at::Tensor b = b_in.stride(1) == 1 ? b_in : contiguous_buffer(b_in);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;

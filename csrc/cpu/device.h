@@ -122,10 +122,12 @@ struct CpuDevice {
         V i, f, gg, o, c, h;
         cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), lanes.load(a.c_prev + e + j),
                             i, f, gg, o, c, h);
-        lanes.store(g + j, i);
-        lanes.store(g + H + j, f);
-        lanes.store(g + 2 * H + j, gg);
-        lanes.store(g + 3 * H + j, o);
+        if (a.save) {  // inference skips these stores: a quarter of the step's traffic
+          lanes.store(g + j, i);
+          lanes.store(g + H + j, f);
+          lanes.store(g + 2 * H + j, gg);
+          lanes.store(g + 3 * H + j, o);
+        }
         lanes.store(a.c_next + e + j, c);
         if (a.proj_in != nullptr) {
           lanes.store(a.proj_in + e + j, h);
@@ -230,10 +232,12 @@ struct CpuDevice {
         V r, z, n, h;
         cells::gru_forward(a_r, a_z, lanes.load(x + 2 * H + j), hh_n,
                            lanes.load(a.h_prev + e), r, z, n, h);
-        lanes.store(g + j, r);
-        lanes.store(g + H + j, z);
-        lanes.store(g + 2 * H + j, n);
-        lanes.store(a.extra + e, hh_n);
+        if (a.save) {
+          lanes.store(g + j, r);
+          lanes.store(g + H + j, z);
+          lanes.store(g + 2 * H + j, n);
+          lanes.store(a.extra + e, hh_n);
+        }
         lanes.store(a.h_next + e, h);
         lanes.store(a.out + e, h);
       });

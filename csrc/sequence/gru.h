@@ -26,7 +26,8 @@ void gru_forward_sequence(Device& dev, const GruForwardArgs& a) {
     const GruForwardStep<T, A> args{{s.lengths, t, B, H}, gates,
                                     static_cast<const T*>(a.input_gates) + t * B * G,
                                     static_cast<const T*>(a.b_hh), h_prev, hs.next(step, t),
-                                    static_cast<T*>(a.output) + t * B * H, extra};
+                                    static_cast<T*>(a.output) + t * B * H, extra,
+                                    s.keep_all};
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.reset_after) {
       dev.gemm(false, true, rows, G, H, h_prev, H, w_hh, H, 0.0, gates, G, true);

@@ -31,7 +31,7 @@ void lstm_forward_sequence(Device& dev, const LstmForwardArgs& a) {
     dev.lstm_forward_step(LstmForwardStep<T, A>{
         info, gates, static_cast<const T*>(a.input_gates) + t * B * G,
         static_cast<const T*>(a.b_hh), cs.prev(step, t), cs.next(step, t), hs.prev(step, t),
-        hs.next(step, t), out, proj_in});
+        hs.next(step, t), out, proj_in, s.keep_all});
     if (has_proj) {  // h = proj_in W_hr^T, then finished rows keep h_prev and write zeros
       dev.gemm(false, true, rows, P, H, proj_in, H, static_cast<const T*>(a.w_hr), H, 0.0,
                hs.next(step, t), P, false);
