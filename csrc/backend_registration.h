@@ -21,4 +21,5 @@
     m.impl("rnn_forward", &fastrnn::rnn_forward);                                         \
     m.impl("rnn_backward", &fastrnn::rnn_backward);                                       \
     m.impl("linear", &fastrnn::linear);                                                   \
+    m.impl("linear_weight_grads", &fastrnn::linear_weight_grads);                         \
   }

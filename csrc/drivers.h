@@ -46,6 +46,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     c10::string_view nonlinearity);
 
 Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>& bias);
+std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor& grad_output,
+                                               bool with_bias);
 
 // ---- helpers shared by the drivers
 

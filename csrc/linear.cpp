@@ -1,9 +1,11 @@
 // The input projection of all time steps as one product, input [M, K] @ weight^T [K, N]
 // + bias [N]: on the CPU in float32 through brgemm (matmul.h), elsewhere at::mm. Its
-// autograd formula (fastrnn/_ops.py) calls it again for the two gradients.
+// autograd formula (fastrnn/_ops.py) calls it again for the input's gradient, and
+// linear_weight_grads for the weight's and the bias's.
 #include "checks.h"
 #include "drivers.h"
 #include "matmul.h"
+#include "weight_grads.h"
 
 namespace fastrnn {
 
@@ -23,6 +25,22 @@ Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>&
     check_like(op, "bias", *bias, weight);
   }
   return product(input, weight.t(), contiguous_or_none(bias));
+}
+
+std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor& grad_output,
+                                               bool with_bias) {
+  const char* op = "fastrnn::linear_weight_grads";
+  TORCH_CHECK(input.dim() == 2 && grad_output.dim() == 2 &&
+                  grad_output.size(0) == input.size(0),
+              op, ": input [M, K] and grad_output [M, N] must be 2-D with the same rows, got ",
+              input.sizes(), " and ", grad_output.sizes());
+  TORCH_CHECK(input.is_floating_point() && grad_output.scalar_type() == input.scalar_type() &&
+                  grad_output.device() == input.device(),
+              op, ": grad_output must be ", input.scalar_type(), " on ", input.device(),
+              " like input, got ", grad_output.scalar_type(), " on ", grad_output.device());
+  const Tensor grad = contiguous_buffer(grad_output);
+  if (with_bias) return weight_and_bias_grads(input, grad);
+  return {product(input.t(), grad).t().contiguous(), at::empty({0}, input.options())};
 }
 
 }  // namespace fastrnn

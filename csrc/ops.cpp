@@ -15,6 +15,11 @@
 TORCH_LIBRARY(fastrnn, m) {
   // input [M, K] @ weight^T + bias: the input projection of all time steps at once
   m.def("linear(Tensor input, Tensor weight, Tensor? bias) -> Tensor");
+  // its weight gradient grad_output^T @ input [N, K] and, with_bias, its bias gradient
+  // (column sums of grad_output [M, N]) from the same product; otherwise an empty tensor
+  m.def(
+      "linear_weight_grads(Tensor input, Tensor grad_output, bool with_bias) -> "
+      "(Tensor grad_weight, Tensor grad_bias)");
   m.def(
       "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
       "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward) -> "

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "cpu/buffer_cache.h"
 #include "matmul.h"
 
 namespace fastrnn {
@@ -16,14 +17,34 @@ inline at::Tensor states_entering_steps(const at::Tensor& hs, bool reverse) {
   return hs.narrow(0, reverse ? 1 : 0, T).reshape({T * hs.size(1), hs.size(2)});
 }
 
+// x^T [width, rows] with a row of ones below it, in one new buffer: times dpre [rows, G] it
+// gives the weight gradient and, in its last row, the bias gradient (the column sums of
+// dpre), so the bias no longer costs a pass of its own over dpre (134 MB for the
+// benchmark's LSTM: 6 ms of a 420 ms training step here).
+inline at::Tensor transposed_with_ones(const at::Tensor& x) {
+  const int64_t width = x.size(1);
+  at::Tensor lhs = new_buffer({width + 1, x.size(0)}, x.options());
+  lhs.narrow(0, 0, width).copy_(x.t());
+  lhs.select(0, width).fill_(1);
+  return lhs;
+}
+
+// (d(W) [G, width], d(b) [G]) = (sum_t dpre_t^T x_t, sum_t dpre_t) for x [rows, width].
+inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor& x,
+                                                                const at::Tensor& dpre) {
+  const int64_t width = x.size(1);
+  // as ([x^T; 1] dpre)^T: both operands then run along their rows, as brgemm reads them
+  const at::Tensor both = product(transposed_with_ones(x), dpre);
+  return {both.narrow(0, 0, width).t().contiguous(), both.select(0, width).clone()};
+}
+
 // d(W_hh) = sum_t dpre_t^T h_{t-1} and d(b_hh) = sum_t dpre_t, for the recurrent
 // pre-activations dpre [T, B, G].
 inline std::tuple<at::Tensor, at::Tensor> recurrent_weight_grads(const at::Tensor& dpre,
                                                                  const at::Tensor& hs,
                                                                  bool reverse) {
-  const at::Tensor flat = dpre.reshape({-1, dpre.size(2)});
-  // as (h^T dpre)^T: both operands then run along their rows, as brgemm reads them
-  return {product(states_entering_steps(hs, reverse).t(), flat).t().contiguous(), flat.sum(0)};
+  return weight_and_bias_grads(states_entering_steps(hs, reverse),
+                               dpre.reshape({-1, dpre.size(2)}));
 }
 
 // The reset-before GRU: W_hr and W_hz multiply h, W_hn multiplies the saved r * h.
@@ -33,9 +54,11 @@ inline std::tuple<at::Tensor, at::Tensor> reset_before_weight_grads(const at::Te
                                                                     bool reverse) {
   const int64_t H = hs.size(2);
   const at::Tensor flat = dpre.reshape({-1, 3 * H});
-  at::Tensor gates = product(states_entering_steps(hs, reverse).t(), flat.narrow(1, 0, 2 * H));
-  at::Tensor candidate = product(reset_h.reshape({-1, H}).t(), flat.narrow(1, 2 * H, H));
-  return {at::cat({gates.t(), candidate.t()}), flat.sum(0)};
+  auto [w_gates, b_gates] =
+      weight_and_bias_grads(states_entering_steps(hs, reverse), flat.narrow(1, 0, 2 * H));
+  auto [w_candidate, b_candidate] =
+      weight_and_bias_grads(reset_h.reshape({-1, H}), flat.narrow(1, 2 * H, H));
+  return {at::cat({w_gates, w_candidate}), at::cat({b_gates, b_candidate})};
 }
 
 // The LSTM projection h = r W_hr^T: d(W_hr) = sum_t dh_t^T r_t.

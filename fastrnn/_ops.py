@@ -13,8 +13,8 @@ from . import _C  # noqa: F401  (importing it registers the operators)
 ops = torch.ops.fastrnn
 
 OPERATORS = (
-    "linear", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward",
-    "rnn_backward",
+    "linear", "linear_weight_grads", "lstm_forward", "lstm_backward", "gru_forward",
+    "gru_backward", "rnn_forward", "rnn_backward",
 )
 
 
@@ -63,6 +63,14 @@ def _check_devices(op, reference_name, reference, **tensors):
 def _linear_fake(input, weight, bias):
     _check_devices("linear", "input", input, weight=weight, bias=bias)
     return input.new_empty((input.shape[0], weight.shape[0]))
+
+
+@torch.library.register_fake("fastrnn::linear_weight_grads")
+def _linear_weight_grads_fake(input, grad_output, with_bias):
+    _check_devices("linear_weight_grads", "input", input, grad_output=grad_output)
+    grad_bias = (grad_output.new_empty((grad_output.shape[1],)) if with_bias
+                 else _empty(grad_output))
+    return grad_output.new_empty((grad_output.shape[1], input.shape[1])), grad_bias
 
 
 @torch.library.register_fake("fastrnn::lstm_forward")
@@ -255,11 +263,14 @@ def _linear_setup(ctx, inputs, output):
 
 def _linear_backward(ctx, grad):
     input, weight = ctx.saved_tensors
-    # input^T is copied into rows inside; grad and weight are read as they are
     d_input = ops.linear(grad, weight.t(), None) if ctx.needs_input_grad[0] else None
-    d_weight = ops.linear(input.t(), grad.t(), None).t() if ctx.needs_input_grad[1] else None
-    d_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
-    return d_input, d_weight, d_bias
+    d_weight = d_bias = None
+    with_bias = ctx.has_bias and ctx.needs_input_grad[2]
+    if ctx.needs_input_grad[1]:  # the bias's column sums ride on the weight's product
+        d_weight, d_bias = ops.linear_weight_grads(input, grad, with_bias)
+    elif with_bias:
+        d_bias = grad.sum(0)
+    return d_input, d_weight, d_bias if with_bias else None
 
 
 torch.library.register_autograd("fastrnn::linear", _linear_backward,

@@ -139,6 +139,37 @@ def test_linear_matches_torch(device, dtype, bias):
     torch.library.opcheck(ops.linear, (x.detach(), w.detach(), b.detach() if bias else None))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_linear_weight_grads_match_float64(device, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(300, 2, 40, device=device, dtype=dtype)[:, 0, :37]  # strided rows
+    grad = torch.randn(300, 517, device=device, dtype=dtype)
+    d_w, d_b = ops.linear_weight_grads(x, grad, True)
+    tolerance = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else {}
+    torch.testing.assert_close(d_w, (grad.double().t() @ x.double()).to(dtype), **tolerance)
+    torch.testing.assert_close(d_b, grad.double().sum(0).to(dtype), **tolerance)
+    d_w_alone, no_bias = ops.linear_weight_grads(x, grad, False)
+    torch.testing.assert_close(d_w_alone, d_w, **tolerance)
+    assert no_bias.numel() == 0
+    torch.library.opcheck(ops.linear_weight_grads, (x, grad, True))
+    torch.library.opcheck(ops.linear_weight_grads, (x, grad, False))
+    with pytest.raises(RuntimeError, match="same rows"):
+        ops.linear_weight_grads(x, grad[:5], True)
+    with pytest.raises(RuntimeError, match="grad_output must be"):
+        ops.linear_weight_grads(x, grad.int(), True)
+
+
+def test_linear_bias_gradient_with_a_frozen_weight():
+    x = torch.randn(50, 7, requires_grad=True)
+    w = torch.randn(9, 7)
+    b = torch.randn(9, requires_grad=True)
+    grad = torch.randn(50, 9)
+    got = torch.autograd.grad(ops.linear(x, w, b), (x, b), grad)
+    want = torch.autograd.grad(torch.nn.functional.linear(x, w, b), (x, b), grad)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+
+
 @pytest.mark.parametrize("rows_of_w", [3, 130, 517])  # serial, split unevenly over threads
 @pytest.mark.parametrize("strided", [False, True])
 def test_single_row_products_match_float64(rows_of_w, strided):
