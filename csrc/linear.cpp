@@ -38,9 +38,9 @@ std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor
                   grad_output.device() == input.device(),
               op, ": grad_output must be ", input.scalar_type(), " on ", input.device(),
               " like input, got ", grad_output.scalar_type(), " on ", grad_output.device());
-  const Tensor grad = contiguous_buffer(grad_output);
-  if (with_bias) return weight_and_bias_grads(input, grad);
-  return {product(input.t(), grad).t().contiguous(), at::empty({0}, input.options())};
+  // one path for both: the row of ones costs 1/(K+1) more of the product
+  auto [grad_weight, grad_bias] = weight_and_bias_grads(input, contiguous_buffer(grad_output));
+  return {grad_weight, with_bias ? grad_bias : at::empty({0}, input.options())};
 }
 
 }  // namespace fastrnn
