@@ -19,14 +19,16 @@ def build_info():
     CPU-only build on an AVX-512 processor). A device without kernels runs torch.nn's
     implementation. The level ('avx512', 'avx2' or 'portable') is the one torch runs its
     own CPU kernels at: ``ATEN_CPU_CAPABILITY=avx2`` (or ``default``), set before torch is
-    imported, lowers both.
+    imported, lowers both. ``cpu_bf16_gemm`` says whether this processor multiplies
+    bfloat16 natively (AVX512_BF16 or AMX): where it does not, bfloat16 layers on the CPU run
+    torch.nn's implementation.
 
     >>> import fastrnn
     >>> fastrnn.build_info()["cpu"]
     True
     """
     return {"cpu": _ops.has_kernel("cpu"), "cuda": _ops.has_kernel("cuda"),
-            "cpu_simd": torch.ops.fastrnn.cpu_simd_level()}
+            "cpu_simd": torch.ops.fastrnn.cpu_simd_level(), "cpu_bf16_gemm": _ops.CPU_BF16_GEMM}
 
 
 def cpu_cache_info():

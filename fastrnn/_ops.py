@@ -37,6 +37,11 @@ def has_kernel(device_type):
     return BACKENDS.get(device_type, False)
 
 
+# Whether bfloat16 products run natively on this processor (oneDNN's bf16 micro-kernel:
+# AVX512_BF16 or AMX); without it the CPU kernels would widen every product to float32.
+CPU_BF16_GEMM = BACKENDS["cpu"] and bool(ops.cpu_bf16_gemm())
+
+
 def _empty(like, dtype=None):
     return like.new_empty((0,), dtype=dtype)
 

@@ -18,7 +18,7 @@ from .functional import LayerWeights, recurrent_stack
 
 # dtypes with kernels, per device type; anything else runs torch.nn's own implementation.
 KERNEL_DTYPES = {
-    "cpu": (torch.float32, torch.float64),
+    "cpu": (torch.float32, torch.float64, torch.bfloat16),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
 }
 _warned = set()
@@ -260,6 +260,11 @@ class _FusedRNNMixin:
             built = [d for d in ("cpu", "cuda") if _ops.has_kernel(d)]
             return (f"no fastrnn kernel for {precision.compute} on {data.device.type} (built "
                     f"backends: {', '.join(built) or 'none'})")
+        if (data.device.type == "cpu" and precision.compute == torch.bfloat16
+                and not _ops.CPU_BF16_GEMM and self.reset_after):
+            # the kernels would run, widening every product to float32: slower than torch.nn
+            return ("this processor has no bfloat16 GEMM instructions (AVX512_BF16 or AMX) "
+                    "for fastrnn's bfloat16 kernels")
         if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
             # custom operators' autograd formulas do not compose with torch.func transforms
             return "torch.func transforms (grad, vmap, jacrev, ...) are active"

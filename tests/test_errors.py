@@ -84,19 +84,19 @@ def test_gpu_device_mismatch():
 
 
 def test_fallback_to_torch_for_dtypes_without_kernels():
-    reference = torch.nn.GRU(4, 6, dtype=torch.bfloat16)
-    gru = fastrnn.GRU(4, 6, dtype=torch.bfloat16)
+    reference = torch.nn.GRU(4, 6, dtype=torch.float16)
+    gru = fastrnn.GRU(4, 6, dtype=torch.float16)
     gru.load_state_dict(reference.state_dict())
-    x = torch.randn(3, 2, 4, dtype=torch.bfloat16)
+    x = torch.randn(3, 2, 4, dtype=torch.float16)
     with pytest.warns(UserWarning, match="running torch.nn's implementation"):
         out, _ = gru(x)
     torch.testing.assert_close(out, reference(x)[0])
 
 
 def test_reset_before_without_kernel_is_an_error():
-    gru = fastrnn.GRU(4, 6, reset_after=False, dtype=torch.bfloat16)
+    gru = fastrnn.GRU(4, 6, reset_after=False, dtype=torch.float16)
     with pytest.raises(RuntimeError, match="no reset_after=False GRU to fall back on"):
-        gru(torch.randn(3, 2, 4, dtype=torch.bfloat16))
+        gru(torch.randn(3, 2, 4, dtype=torch.float16))
 
 
 # ---- direct operator calls are checked in C++ and raise RuntimeError, never crash

@@ -1,11 +1,12 @@
 // The CPU back-end: one of the SIMD levels (kernels.h), chosen when the library loads, and
 // the drivers as the operators' CPU kernels. The operator fastrnn::cpu_simd_level() names
-// the level chosen.
+// the level chosen, fastrnn::cpu_bf16_gemm() whether bfloat16 products run natively.
 #include <ATen/Version.h>
 
 #include <string>
 
 #include "backend_registration.h"
+#include "cpu/brgemm.h"
 #include "cpu/levels.h"
 
 namespace fastrnn {
@@ -33,4 +34,7 @@ FASTRNN_REGISTER_BACKEND(CPU, fastrnn::cpu::simd_level().layers)
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("cpu_simd_level() -> str", [] { return std::string(fastrnn::cpu::simd_level().name); });
+  // whether bfloat16 products run on oneDNN's bf16 micro-kernel here (else the bf16 layers
+  // would widen every product to float32, and the Python layers run torch.nn's instead)
+  m.def("cpu_bf16_gemm() -> bool", [] { return fastrnn::cpu::brgemm_bf16_usable(); });
 }

@@ -124,6 +124,11 @@ template <class scalar_t>
 inline void copy_span(scalar_t* dst, const scalar_t* src, int64_t n) {
   std::memcpy(dst, src, sizeof(scalar_t) * n);
 }
+// Between types (a float32 state gradient into a bfloat16 buffer), converting.
+template <class To, class From>
+inline void copy_span(To* dst, const From* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<To>(src[i]);
+}
 template <class scalar_t>
 inline void zero_span(scalar_t* dst, int64_t n) {
   std::memset(dst, 0, sizeof(scalar_t) * n);

@@ -2,8 +2,10 @@
 // columns split over the threads (brgemm, a GEMV for a single row, the BLAS otherwise), and
 // each point-wise step as one parallel pass over rows and column blocks, the cell formulas
 // (../cells/) on SIMD vectors with a scalar tail.
-// Storage and accumulation types are the same here (float or double). Compiled once per
-// SIMD level, in that level's namespace (kernels.h).
+// Storage type T and accumulation type A: float/float, double/double, or bfloat16/float
+// (bf16 inputs, outputs, weights and saved states; float32 gates, cell state, state
+// gradients and GEMM accumulation, as torch.nn's oneDNN layers do). Compiled once per SIMD
+// level, in that level's namespace (kernels.h).
 #pragma once
 
 #include <array>
@@ -25,13 +27,29 @@ namespace FASTRNN_CPU_LEVEL {
 struct CpuDevice {
   // float32 weights the forward multiplies transposed, packed for brgemm by prepare().
   std::vector<TransposedWeight> transposed;
+  // bfloat16 weights as products read them (W^T forward, W backward), VNNI-packed.
+  std::vector<VnniWeight> vnni;
 
-  // Called by the entry points before the walk: packs the weights that float32 GEMMs of
-  // `rows` >= kBrgemmMinRows read transposed (W [rows_w, cols_w], row-major).
+  // Called by the entry points before the walk: packs the weights (W [rows_w, cols_w],
+  // row-major) that the walk's GEMMs of `rows` rows read as their B: W^T in the forward
+  // (`transposed`), W in the backward. float32 needs a copy only for W^T (brgemm reads B by
+  // rows), and only for two rows or more; bfloat16 always (the VNNI layout).
   template <class T>
-  void prepare(int64_t rows, std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>>
-                                 weights) {
-    if (!std::is_same_v<T, float> || !kHaveBrgemm || rows < kBrgemmMinRows) return;
+  void prepare(int64_t rows,
+               std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>> weights,
+               bool transposed_b = true) {
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      if (!brgemm_bf16_usable()) return;
+      for (const auto& [w, shape] : weights) {
+        if (w == nullptr || (transposed_b ? shape[1] : shape[0]) % 2 != 0) continue;
+        vnni.push_back(VnniWeight::pack(static_cast<const c10::BFloat16*>(w), shape[0],
+                                        shape[1], transposed_b));
+      }
+      return;
+    }
+    if (!transposed_b || !std::is_same_v<T, float> || !kHaveBrgemm || rows < kBrgemmMinRows) {
+      return;
+    }
     for (const auto& [w, shape] : weights) {
       if (w == nullptr) continue;
       const auto options = at::TensorOptions().dtype(at::kFloat);
@@ -41,31 +59,63 @@ struct CpuDevice {
     }
   }
 
-  // C = op(A) op(B) + beta C; the accumulation type is the storage type on the CPU.
+  // C = op(A) op(B) + beta C, with beta 0 or 1. C is of the accumulation type when c_acc
+  // (float for bfloat16), else of the storage type; on the CPU float32 and float64 are
+  // their own accumulation types.
   // A single row times a weight used transposed (every forward product at batch 1) is a
   // row of dot products (gemv.h); other float32 products of two rows or more go through
-  // brgemm, the rest through the BLAS.
+  // brgemm, the rest through the BLAS. bfloat16: gemm_bf16.
   template <class T>
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
             int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
-            bool /*c_acc*/) const {
+            bool c_acc) const {
     if (M == 0 || N == 0) return;  // e.g. no packed sequence still running at this step
-    if (M == 1 && !trans_a && trans_b && (beta == 0.0 || beta == 1.0)) {
-      gemv_rows<T>(N, K, b, ldb, a, static_cast<T*>(c), beta == 1.0);
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      gemm_bf16(trans_a, trans_b, M, N, K, a, lda, b, ldb, beta != 0.0, c, ldc, c_acc);
       return;
-    }
-    if constexpr (std::is_same_v<T, float>) {
-      if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
-        int64_t ld_rows = ldb;
-        const float* b_rows = trans_b ? transposed_rows(b, ldb, N, &ld_rows) : b;
-        if (b_rows != nullptr) {
-          brgemm_columns(M, N, K, a, lda, b_rows, ld_rows, beta == 1.0, static_cast<float*>(c),
-                         ldc);
-          return;
+    } else {
+      if (M == 1 && !trans_a && trans_b && (beta == 0.0 || beta == 1.0)) {
+        gemv_rows<T>(N, K, b, ldb, a, static_cast<T*>(c), beta == 1.0);
+        return;
+      }
+      if constexpr (std::is_same_v<T, float>) {
+        if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
+          int64_t ld_rows = ldb;
+          const float* b_rows = trans_b ? transposed_rows(b, ldb, N, &ld_rows) : b;
+          if (b_rows != nullptr) {
+            brgemm_columns(M, N, K, a, lda, b_rows, ld_rows, beta == 1.0,
+                           static_cast<float*>(c), ldc);
+            return;
+          }
         }
       }
+      cpu::gemm<T>(trans_a, trans_b, M, N, K, a, lda, b, ldb, T(beta), static_cast<T*>(c),
+                   ldc);
     }
-    cpu::gemm<T>(trans_a, trans_b, M, N, K, a, lda, b, ldb, T(beta), static_cast<T*>(c), ldc);
+  }
+
+  // bfloat16 operands, float32 accumulation: oneDNN's bf16 micro-kernel on a packed weight
+  // (into a float32 scratch when C is bf16: the LSTM's projected state), or widened to
+  // float32 where it cannot run (see gemm_bf16_widened).
+  void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 const c10::BFloat16* a, int64_t lda, const c10::BFloat16* b, int64_t ldb,
+                 bool accumulate, void* c, int64_t ldc, bool c_float) const {
+    for (const auto& w : vnni) {
+      const c10::BFloat16* packed = trans_a ? nullptr : w.find(b, ldb, trans_b, K, N);
+      if (packed == nullptr) continue;
+      if (c_float) {
+        brgemm_columns_bf16(M, N, K, a, lda, packed, w.N(), accumulate, static_cast<float*>(c),
+                            ldc);
+        return;
+      }
+      if (accumulate) break;  // not used by the walks
+      at::Tensor product = at::empty({M, N}, at::TensorOptions().dtype(at::kFloat));
+      brgemm_columns_bf16(M, N, K, a, lda, packed, w.N(), false, product.data_ptr<float>(), N);
+      at::from_blob(c, {M, N}, {ldc, 1}, at::TensorOptions().dtype(at::kBFloat16))
+          .copy_(product);
+      return;
+    }
+    gemm_bf16_widened(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, c, ldc, c_float);
   }
 
   // For a GEMM reading B = rows of a packed weight transposed: those columns of W^T and
@@ -81,22 +131,22 @@ struct CpuDevice {
   }
 
   // dh += grad_output[t] on the rows still running at t. [B, width]
-  template <class T>
-  void add_output_grad(const StepInfo& s, int64_t width, const T* grad_output_t, T* dh) const {
+  template <class T, class A>
+  void add_output_grad(const StepInfo& s, int64_t width, const T* grad_output_t, A* dh) const {
     const LengthMask mask{s.lengths};
     parallel_rows(s.B, width, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, s.t)) return;
-      T* d = dh + b * width;
+      A* d = dh + b * width;
       const T* g = grad_output_t + b * width;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         lanes.store(d + j, lanes.load(d + j) + lanes.load(g + j));
       });
     });
   }
 
   // ---- LSTM
-  template <class T>
-  void lstm_forward_step(const LstmForwardStep<T, T>& a) const {
+  template <class T, class A>
+  void lstm_forward_step(const LstmForwardStep<T, A>& a) const {
     const int64_t H = a.step.H, G = 4 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
@@ -111,9 +161,9 @@ struct CpuDevice {
         }
         return;
       }
-      T* g = a.gates + b * G;
+      A* g = a.gates + b * G;
       const T* x = a.x + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         auto pre = [&](int64_t gate) {
           const V v = lanes.load(g + gate * H + j) + lanes.load(x + gate * H + j);
@@ -154,8 +204,8 @@ struct CpuDevice {
     }
   }
 
-  template <class T>
-  void lstm_backward_step(const LstmBackwardStep<T, T>& a) const {
+  template <class T, class A>
+  void lstm_backward_step(const LstmBackwardStep<T, A>& a) const {
     const int64_t H = a.step.H, G = 4 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
@@ -164,8 +214,8 @@ struct CpuDevice {
         for (int64_t gate = 0; gate < 4; ++gate) zero_span(dg + gate * H + j0, j1 - j0);
         return;
       }
-      const T* g = a.gates + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      const A* g = a.gates + b * G;
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
         V da_i, da_f, da_g, da_o, dc_prev;
@@ -179,14 +229,14 @@ struct CpuDevice {
         lanes.store(dg + 2 * H + j, da_g);
         lanes.store(dg + 3 * H + j, da_o);
         lanes.store(a.dc + e, dc_prev);
-        if (a.zero_dh) lanes.store(a.dh + e, V(T(0)));
+        if (a.zero_dh) lanes.store(a.dh + e, V(A(0)));
       });
     });
   }
 
   // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
-  template <class T>
-  void split_projection_grad(const StepInfo& s, int64_t P, T* dh, T* dproj) const {
+  template <class T, class A>
+  void split_projection_grad(const StepInfo& s, int64_t P, A* dh, T* dproj) const {
     const LengthMask mask{s.lengths};
     for (int64_t b = 0; b < s.B; ++b) {
       if (mask.active(b, s.t)) {
@@ -201,8 +251,8 @@ struct CpuDevice {
   // ---- GRU
   // Rows of a finished sequence keep the state and write zeros (r * h = 0 too, so no stale
   // value reaches the weight-gradient GEMM); the first reset-before phase only zeroes extra.
-  template <class T>
-  static void gru_finished_row(const GruForwardStep<T, T>& a, int64_t b, int64_t j0,
+  template <class T, class A>
+  static void gru_finished_row(const GruForwardStep<T, A>& a, int64_t b, int64_t j0,
                                int64_t j1, bool final_phase) {
     const int64_t e = b * a.step.H + j0, n = j1 - j0;
     zero_span(a.extra + e, n);
@@ -212,15 +262,15 @@ struct CpuDevice {
     }
   }
 
-  template <class T>
-  void gru_forward_step(const GruForwardStep<T, T>& a) const {  // reset after
+  template <class T, class A>
+  void gru_forward_step(const GruForwardStep<T, A>& a) const {  // reset after
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, true);
-      T* g = a.gates + b * G;
+      A* g = a.gates + b * G;
       const T* x = a.x + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         auto with_bias = [&](V v, int64_t gate) {
           return a.bias == nullptr ? v : v + lanes.load(a.bias + gate * H + j);
@@ -244,15 +294,15 @@ struct CpuDevice {
     });
   }
 
-  template <class T>
-  void gru_cho_gates_step(const GruForwardStep<T, T>& a) const {  // reset before, phase 1
+  template <class T, class A>
+  void gru_cho_gates_step(const GruForwardStep<T, A>& a) const {  // reset before, phase 1
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, false);
-      T* g = a.gates + b * G;
+      A* g = a.gates + b * G;
       const T* x = a.x + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         V a_r = lanes.load(g + j) + lanes.load(x + j);
         V a_z = lanes.load(g + H + j) + lanes.load(x + H + j);
@@ -269,15 +319,15 @@ struct CpuDevice {
     });
   }
 
-  template <class T>
-  void gru_cho_candidate_step(const GruForwardStep<T, T>& a) const {  // reset before, phase 2
+  template <class T, class A>
+  void gru_cho_candidate_step(const GruForwardStep<T, A>& a) const {  // reset before, phase 2
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return gru_finished_row(a, b, j0, j1, true);
-      T* g = a.gates + b * G;
+      A* g = a.gates + b * G;
       const T* x = a.x + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
         V a_n = lanes.load(g + 2 * H + j) + lanes.load(x + 2 * H + j);
@@ -292,8 +342,8 @@ struct CpuDevice {
   }
 
   // Finished rows: zero gate gradients; dh passes through unchanged.
-  template <class T>
-  static void gru_finished_backward_row(const GruBackwardStep<T, T>& a, int64_t b, int64_t j0,
+  template <class T, class A>
+  static void gru_finished_backward_row(const GruBackwardStep<T, A>& a, int64_t b, int64_t j0,
                                         int64_t j1) {
     const int64_t H = a.step.H, G = 3 * H;
     for (int64_t gate = 0; gate < 3; ++gate) {
@@ -304,16 +354,16 @@ struct CpuDevice {
     }
   }
 
-  template <class T>
-  void gru_backward_step(const GruBackwardStep<T, T>& a) const {  // reset after
+  template <class T, class A>
+  void gru_backward_step(const GruBackwardStep<T, A>& a) const {  // reset after
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return gru_finished_backward_row(a, b, j0, j1);
-      const T* g = a.gates + b * G;
+      const A* g = a.gates + b * G;
       T* dg = a.dgates + b * G;
       T* dgr = a.dgates_recurrent + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
         V da_r, da_z, dx_n, dhh_n, dh_direct;
@@ -332,14 +382,14 @@ struct CpuDevice {
     });
   }
 
-  template <class T>
-  void gru_cho_candidate_backward_step(const GruBackwardStep<T, T>& a) const {
+  template <class T, class A>
+  void gru_cho_candidate_backward_step(const GruBackwardStep<T, A>& a) const {
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return gru_finished_backward_row(a, b, j0, j1);
-      const T* g = a.gates + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      const A* g = a.gates + b * G;
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
         V da_n, dz, dh_direct;
@@ -353,14 +403,14 @@ struct CpuDevice {
     });
   }
 
-  template <class T>
-  void gru_cho_gates_backward_step(const GruBackwardStep<T, T>& a) const {
+  template <class T, class A>
+  void gru_cho_gates_backward_step(const GruBackwardStep<T, A>& a) const {
     const int64_t H = a.step.H, G = 3 * H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       if (!mask.active(b, a.step.t)) return;
-      const T* g = a.gates + b * G;
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      const A* g = a.gates + b * G;
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
         V da_r, da_z, dh_from_reset;
@@ -375,12 +425,12 @@ struct CpuDevice {
   }
 
   // ---- Elman RNN
-  template <class T>
-  void rnn_forward_step(const RnnForwardStep<T, T>& a) const {
+  template <class T, class A>
+  void rnn_forward_step(const RnnForwardStep<T, A>& a) const {
     a.relu ? rnn_forward_with<true>(a) : rnn_forward_with<false>(a);
   }
-  template <bool Relu, class T>
-  void rnn_forward_with(const RnnForwardStep<T, T>& a) const {
+  template <bool Relu, class T, class A>
+  void rnn_forward_with(const RnnForwardStep<T, A>& a) const {
     const int64_t H = a.step.H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
@@ -390,7 +440,7 @@ struct CpuDevice {
         zero_span(a.out + e + j0, j1 - j0);
         return;
       }
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         V pre = lanes.load(a.recurrent + e + j) + lanes.load(a.x + e + j);
         if (a.bias != nullptr) pre = pre + lanes.load(a.bias + j);
@@ -401,22 +451,22 @@ struct CpuDevice {
     });
   }
 
-  template <class T>
-  void rnn_backward_step(const RnnBackwardStep<T, T>& a) const {
+  template <class T, class A>
+  void rnn_backward_step(const RnnBackwardStep<T, A>& a) const {
     a.relu ? rnn_backward_with<true>(a) : rnn_backward_with<false>(a);
   }
-  template <bool Relu, class T>
-  void rnn_backward_with(const RnnBackwardStep<T, T>& a) const {
+  template <bool Relu, class T, class A>
+  void rnn_backward_with(const RnnBackwardStep<T, A>& a) const {
     const int64_t H = a.step.H;
     const LengthMask mask{a.step.lengths};
     parallel_rows(a.step.B, H, [&](int64_t b, int64_t j0, int64_t j1) {
       const int64_t e = b * H;
       if (!mask.active(b, a.step.t)) return zero_span(a.dgates + e + j0, j1 - j0);
-      for_each_lane<T>(j0, j1, [&](auto lanes, int64_t j) {
+      for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         lanes.store(a.dgates + e + j, cells::rnn_backward<Relu>(lanes.load(a.h_new + e + j),
                                                                 lanes.load(a.dh + e + j)));
-        lanes.store(a.dh + e + j, V(T(0)));
+        lanes.store(a.dh + e + j, V(A(0)));
       });
     });
   }

@@ -1,5 +1,5 @@
 // The CPU back-end's six entry points (the shared walks of ../sequence/ on the CPU Device,
-// device.h, for float and double), compiled once per SIMD level: kernels_portable.cpp,
+// device.h, for float, double and bfloat16 with float accumulation), compiled once per SIMD level: kernels_portable.cpp,
 // kernels_avx2.cpp and kernels_avx512.cpp include this file after switching their
 // instructions on with GCC's target pragma, and backend.cpp picks one level's table at load
 // time, the level ATen itself runs at (so ATEN_CPU_CAPABILITY=avx2 forces the AVX2 code).
@@ -27,47 +27,54 @@ namespace FASTRNN_CPU_LEVEL {
 
 void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
     device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}});
-    lstm_forward_sequence<scalar_t, scalar_t>(device, args);
+    lstm_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 
 void lstm_backward(const LstmBackwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
-    lstm_backward_sequence<scalar_t, scalar_t>(device, args);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
+    const SequenceArgs& seq = args.seq;
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}},
+                             /*transposed_b=*/false);
+    lstm_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 
 void gru_forward(const GruForwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
     device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}});
-    gru_forward_sequence<scalar_t, scalar_t>(device, args);
+    gru_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 
 void gru_backward(const GruBackwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
-    gru_backward_sequence<scalar_t, scalar_t>(device, args);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}},
+                             /*transposed_b=*/false);
+    gru_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 
 void rnn_forward(const RnnForwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
     device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}});
-    rnn_forward_sequence<scalar_t, scalar_t>(device, args);
+    rnn_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 
 void rnn_backward(const RnnBackwardArgs& args) {
   CpuDevice device;
-  AT_DISPATCH_FLOATING_TYPES(args.seq.dtype, "fastrnn_rnn_backward_cpu", [&] {
-    rnn_backward_sequence<scalar_t, scalar_t>(device, args);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_backward_cpu", [&] {
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}},
+                             /*transposed_b=*/false);
+    rnn_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
 

@@ -42,12 +42,24 @@ namespace fastrnn {
 namespace cpu {
 namespace FASTRNN_CPU_LEVEL {
 
-// Loads and stores for a whole SIMD vector of scalar_t...
+// Loads and stores for a whole SIMD vector of scalar_t, the arithmetic type; bfloat16
+// memory (the storage of the bf16 layers) is widened on load and rounded to nearest even
+// on store, so the cell formulas run in scalar_t (float) whatever the storage...
 template <class scalar_t>
 struct VectorLanes {
   using V = at::vec::Vectorized<scalar_t>;
   static V load(const scalar_t* p) { return V::loadu(p); }
   static void store(scalar_t* p, V v) { v.store(p); }
+  static V load(const c10::BFloat16* p) {
+    scalar_t wide[V::size()];
+    for (int64_t i = 0; i < V::size(); ++i) wide[i] = static_cast<scalar_t>(p[i]);
+    return V::loadu(wide);
+  }
+  static void store(c10::BFloat16* p, V v) {
+    scalar_t wide[V::size()];
+    v.store(wide);
+    for (int64_t i = 0; i < V::size(); ++i) p[i] = c10::BFloat16(static_cast<float>(wide[i]));
+  }
 };
 // ...and for the one element of the tail.
 template <class scalar_t>
@@ -55,6 +67,8 @@ struct ScalarLane {
   using V = scalar_t;
   static V load(const scalar_t* p) { return *p; }
   static void store(scalar_t* p, V v) { *p = v; }
+  static V load(const c10::BFloat16* p) { return static_cast<scalar_t>(*p); }
+  static void store(c10::BFloat16* p, V v) { *p = c10::BFloat16(static_cast<float>(v)); }
 };
 
 // Calls body(lanes, j) for j in [begin, end): with VectorLanes on full vectors, then with
