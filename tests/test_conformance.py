@@ -210,3 +210,31 @@ def test_chunked_inference_matches_torch(device, kind, packed, monkeypatch):
     assert_close(out, ref_out, torch.float64, "output")
     for a, e in zip(flat_state(final), flat_state(ref_final)):
         assert_close(a, e, torch.float64, "final state")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_activations_accuracy(dtype):
+    # The CPU's float activations are a fitted rational tanh (csrc/cpu/simd.h; the sigmoid
+    # through it): one step of an Elman RNN and of an LSTM from a zero state, with
+    # pre-activations from -12 to 12 spread over the SIMD body and the scalar tail, against
+    # the exact functions of the same float32 pre-activations.
+    import fastrnn
+    pre = torch.linspace(-12, 12, 75)
+    rnn = fastrnn.RNN(1, 75, bias=False)
+    lstm = fastrnn.LSTM(1, 75, bias=False)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(pre[:, None])
+        rnn.weight_hh_l0.zero_()
+        lstm.weight_ih_l0.copy_(pre.repeat(4)[:, None])
+        lstm.weight_hh_l0.zero_()
+        x = torch.ones(1, 1, 1)
+        h = rnn.to(dtype)(x.to(dtype))[0].double().flatten()
+        out, (_, c) = lstm.to(dtype)(x.to(dtype))
+    exact = pre.to(dtype).double()
+    tolerance = 1e-6 if dtype == torch.float32 else 4e-3  # bf16 outputs: rounded to 8 bits
+    torch.testing.assert_close(h, torch.tanh(exact), atol=0, rtol=tolerance)
+    assert h[0].item() == -1.0 and h[-1].item() == 1.0  # saturated exactly, as torch
+    c_exact = torch.sigmoid(exact) * torch.tanh(exact)
+    torch.testing.assert_close(c.double().flatten(), c_exact, atol=5e-7, rtol=tolerance)
+    torch.testing.assert_close(out.double().flatten(), torch.sigmoid(exact) * torch.tanh(c_exact),
+                               atol=5e-7, rtol=tolerance)
