@@ -5,7 +5,10 @@
 // lives in the level's namespace.
 #pragma once
 
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
+
+#include <type_traits>
 
 #include "cells/common.h"
 
@@ -77,14 +80,14 @@ struct VectorLanes {
   static V load(const scalar_t* p) { return V::loadu(p); }
   static void store(scalar_t* p, V v) { v.store(p); }
   static V load(const c10::BFloat16* p) {
-    scalar_t wide[V::size()];
-    for (int64_t i = 0; i < V::size(); ++i) wide[i] = static_cast<scalar_t>(p[i]);
-    return V::loadu(wide);
+    static_assert(std::is_same_v<scalar_t, float>, "bfloat16 memory is read as float");
+    V v;
+    at::vec::load_to_float(p, v);
+    return v;
   }
   static void store(c10::BFloat16* p, V v) {
-    scalar_t wide[V::size()];
-    v.store(wide);
-    for (int64_t i = 0; i < V::size(); ++i) p[i] = c10::BFloat16(static_cast<float>(wide[i]));
+    static_assert(std::is_same_v<scalar_t, float>, "bfloat16 memory is written from float");
+    at::vec::convert_from_float<c10::BFloat16>(v, v).store(p, V::size());
   }
 };
 // ...and for the one element of the tail.
