@@ -1,8 +1,8 @@
 // The large products outside the time loop (weight gradients, input projection), the same
 // call on every device: on the CPU in float32 through oneDNN's brgemm (cpu/brgemm.h: MKL,
 // torch's BLAS, runs its AVX2 path on AMD processors), or for a single row times a weight
-// used transposed through the SIMD level's GEMV (cpu/gemv.h); in bfloat16 times a weight
-// through brgemm's bf16 micro-kernel; elsewhere at::mm.
+// used transposed through the SIMD level's GEMV (cpu/gemv.h); in bfloat16 through brgemm's
+// bf16 micro-kernel; elsewhere at::mm.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -30,11 +30,9 @@ inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
   if (cpu::kHaveBrgemm && cpu_float && a.size(0) >= cpu::kBrgemmMinRows) {
     return cpu::brgemm_matmul(a, b, bias);
   }
-  // bf16 with B a weight (packed per call, so only where it is small beside A); the weight
-  // gradients' large B goes to at::mm, oneDNN's bf16 matmul
   const bool cpu_bf16 = a.is_cpu() && a.scalar_type() == at::kBFloat16 &&
                         b.scalar_type() == at::kBFloat16;
-  if (cpu_bf16 && a.size(1) % 2 == 0 && b.numel() <= a.numel() && cpu::brgemm_bf16_usable()) {
+  if (cpu_bf16 && a.size(1) % 2 == 0 && a.size(1) > 0 && cpu::brgemm_bf16_usable()) {
     return cpu::brgemm_matmul_bf16(a, b, bias);
   }
   at::Tensor c = at::mm(a, b);

@@ -74,11 +74,47 @@ inline void brgemm_columns(int64_t M, int64_t N, int64_t K, const float* A, int6
 #endif
 }
 
+// The blocks of a large product C [M, N] = A [M, K] B [K, N] that go to the threads: about
+// 128 rows x 256 columns, each accumulating over K in depth slices of 512 so that its slice
+// of B stays in cache.
+struct ProductBlocks {
+  static constexpr int64_t kRows = 128, kColumns = 256, kDepth = 512;
+  int64_t M, N, row_blocks, column_blocks;
+
+  ProductBlocks(int64_t M_, int64_t N_, int64_t K) : M(M_), N(N_) {
+    column_blocks = (N + kColumns - 1) / kColumns;
+    // Rows split evenly: a thin last block would read all of B again for a few rows (a
+    // weight gradient with its bias row, 129 x 16384 x 2048, took twice the time of 128).
+    row_blocks = std::max<int64_t>(1, M / kRows);
+    if (K >= 4 * M) {
+      // A long product (a weight gradient: K = T*B steps' rows, M = the state's width)
+      // reads and writes its C block again for every depth slice: fewer, taller row blocks
+      // (at most 1024 rows), as long as every thread still gets two tasks. Measured, 513 x
+      // 16384 x 2048: 109 ms in blocks of 128 rows, 89 ms in one of 513.
+      const int64_t for_threads =
+          (2 * at::get_num_threads() + column_blocks - 1) / column_blocks;
+      row_blocks = std::min(row_blocks, std::max<int64_t>(for_threads, (M + 1023) / 1024));
+    }
+  }
+
+  // body(m0, m, n0, n) for every block, in parallel; `done` once per thread after its last.
+  template <class Body, class Done>
+  void for_each(const Body& body, const Done& done) const {
+    at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t task = lo; task < hi; ++task) {
+        const int64_t row_task = task / column_blocks, n0 = task % column_blocks * kColumns;
+        const int64_t m0 = row_task * M / row_blocks;
+        body(m0, (row_task + 1) * M / row_blocks - m0, n0, std::min(N, n0 + kColumns) - n0);
+      }
+      done();
+    });
+  }
+};
+
 // C = A B (+ bias on every row) for float32 CPU tensors A [M, K] and B [K, N] whose rows
 // are contiguous (any row stride), as a new contiguous [M, N] tensor: the large products
-// outside the time loop (input projection, weight gradients). Blocks of about 128 rows x
-// 256 columns go to the threads, each accumulating over K in slices of 512 so that its slice
-// of B stays in cache (measured here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
+// outside the time loop (input projection, weight gradients), in ProductBlocks (measured
+// here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
 // 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
 inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
                                 const c10::optional<at::Tensor>& bias = c10::nullopt) {
@@ -91,42 +127,24 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
   if (M == 0 || N == 0) return c;
   if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
 #ifdef CPUBLAS_BRGEMM_F32F32F32
-  constexpr int64_t row_block = 128, column_block = 256, depth_block = 512;
   const float* A = a.data_ptr<float>();
   const float* B = b.data_ptr<float>();
   const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   float* C = c.data_ptr<float>();
   const int64_t lda = a.stride(0), ldb = b.stride(0);
-  // Rows split evenly into blocks of about row_block: a thin last block would read all of
-  // B again for a few rows (a weight gradient with its bias row, 129 x 16384 x 2048, took
-  // twice the time of 128 rows).
-  const int64_t column_blocks = (N + column_block - 1) / column_block;
-  int64_t row_blocks = std::max<int64_t>(1, M / row_block);
-  if (K >= 4 * M) {
-    // A long product (a weight gradient: K = T*B steps' rows, M = the state's width)
-    // reads and writes its C block again for every depth slice: fewer, taller row blocks
-    // (at most 1024 rows), as long as every thread still gets two tasks. Measured, 513 x
-    // 16384 x 2048: 109 ms in blocks of 128 rows, 89 ms in one of 513.
-    const int64_t for_threads = (2 * at::get_num_threads() + column_blocks - 1) / column_blocks;
-    row_blocks = std::min(row_blocks, std::max<int64_t>(for_threads, (M + 1023) / 1024));
-  }
-  at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t task = lo; task < hi; ++task) {
-      const int64_t row_task = task / column_blocks, n0 = task % column_blocks * column_block;
-      const int64_t m0 = row_task * M / row_blocks, m = (row_task + 1) * M / row_blocks - m0;
-      const int64_t n = std::min(N, n0 + column_block) - n0;
-      float* c_block = C + m0 * N + n0;
-      if (bias_data != nullptr) {
-        for (int64_t i = 0; i < m; ++i) std::copy_n(bias_data + n0, n, c_block + i * N);
-      }
-      for (int64_t k0 = 0; k0 < K; k0 += depth_block) {
-        const int64_t k = std::min(K, k0 + depth_block) - k0;
-        at::native::cpublas::brgemm(m, n, k, lda, ldb, N, k0 > 0 || bias_data != nullptr,
-                                    A + m0 * lda + k0, B + k0 * ldb + n0, c_block, false);
-      }
-    }
-    at::native::cpublas::brgemm_release(/*is_vnni=*/false);
-  });
+  ProductBlocks(M, N, K).for_each(
+      [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
+        float* c_block = C + m0 * N + n0;
+        if (bias_data != nullptr) {
+          for (int64_t i = 0; i < m; ++i) std::copy_n(bias_data + n0, n, c_block + i * N);
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {
+          const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
+          at::native::cpublas::brgemm(m, n, k, lda, ldb, N, k0 > 0 || bias_data != nullptr,
+                                      A + m0 * lda + k0, B + k0 * ldb + n0, c_block, false);
+        }
+      },
+      [] { at::native::cpublas::brgemm_release(/*is_vnni=*/false); });
 #else
   at::mm_out(c, a, b);
   if (bias.has_value()) c.add_(*bias);
@@ -164,9 +182,26 @@ inline bool brgemm_bf16_usable() {
 #endif
 }
 
-// B [K, N] (any strides, K even) in the VNNI layout [K/2, N, 2].
+// B [K, N] (any strides, K even) in the VNNI layout [K/2, N, 2]: each pair of rows
+// interleaved as 32-bit words, even row in the low half (x86 is little-endian). A plain
+// loop the compiler vectorises: 16384 x 2048 in 4 ms here, where ATen's copy of the
+// permuted view took 24-29 ms.
 inline at::Tensor pack_vnni(const at::Tensor& b) {
-  return b.reshape({b.size(0) / 2, 2, b.size(1)}).transpose(1, 2).contiguous();
+  const int64_t K = b.size(0), N = b.size(1);
+  const at::Tensor rows = b.stride(1) == 1 ? b : b.contiguous();
+  at::Tensor packed = new_buffer({K / 2, N, 2}, b.options());
+  const auto* src = static_cast<const uint16_t*>(rows.data_ptr());
+  auto* dst = static_cast<uint32_t*>(packed.data_ptr());
+  const int64_t ld = rows.stride(0);
+  at::parallel_for(0, K / 2, 16, [&](int64_t lo, int64_t hi) {
+    for (int64_t pair = lo; pair < hi; ++pair) {
+      const uint16_t* even = src + 2 * pair * ld;
+      const uint16_t* odd = even + ld;
+      uint32_t* out = dst + pair * N;
+      for (int64_t n = 0; n < N; ++n) out[n] = uint32_t(even[n]) | uint32_t(odd[n]) << 16;
+    }
+  });
+  return packed;
 }
 
 // op(W) in the VNNI layout, for W [rows, cols] row-major (op(W) = W^T when `transposed`):
@@ -230,43 +265,45 @@ inline void brgemm_columns_bf16(int64_t M, int64_t N, int64_t K, const c10::BFlo
 }
 
 // C = A B (+ bias) for bfloat16 CPU tensors A [M, K] (rows contiguous) and B [K, N], K
-// even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: the input projection
-// and the input's gradient, whose B is a weight (packed per call, small beside A). Each
-// thread's block of about 128 x 256 accumulates in float32, takes the bias there and is
-// rounded once (measured 16384 x 128 x 2048 with bias: X vs 24 ms for F.linear in bf16).
+// even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: B packed once (VNNI),
+// each block accumulated in float32 over the depth slices, the bias added there, rounded
+// once. Measured against at::mm in bf16 (oneDNN's matmul) on two Zen 5 cores: input
+// projection 16384x128x2048 with bias, 15.5 vs 27-32 ms (F.linear); weight gradients
+// 513x16384x512 14 vs 19-20 ms, 513x16384x2048 51 vs 60 ms (packing B included: 4 ms).
 inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b,
                                      const c10::optional<at::Tensor>& bias = c10::nullopt) {
   const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
   const at::Tensor packed = pack_vnni(b);
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
-  constexpr int64_t row_block = 128, column_block = 256;
-  const int64_t row_blocks = std::max<int64_t>(1, M / row_block);
-  const int64_t column_blocks = (N + column_block - 1) / column_block;
   const c10::BFloat16* A = a.data_ptr<c10::BFloat16>();
   const c10::BFloat16* B = packed.data_ptr<c10::BFloat16>();
   const float* bias_data = bias.has_value() ? bias_float.data_ptr<float>() : nullptr;
   c10::BFloat16* C = c.data_ptr<c10::BFloat16>();
   const int64_t lda = a.stride(0);
-  at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t lo, int64_t hi) {
-    std::vector<float> block;
-    for (int64_t task = lo; task < hi; ++task) {
-      const int64_t row_task = task / column_blocks, n0 = task % column_blocks * column_block;
-      const int64_t m0 = row_task * M / row_blocks, m = (row_task + 1) * M / row_blocks - m0;
-      const int64_t n = std::min(N, n0 + column_block) - n0;
-      block.resize(m * n);
-      brgemm_columns_bf16(m, n, K, A + m0 * lda, lda, B + 2 * n0, N, false, block.data(), n);
-      for (int64_t i = 0; i < m; ++i) {
-        c10::BFloat16* out = C + (m0 + i) * N + n0;
-        const float* row = block.data() + i * n;
-        for (int64_t j = 0; j < n; ++j) {
-          out[j] = c10::BFloat16(bias_data == nullptr ? row[j] : row[j] + bias_data[n0 + j]);
+  ProductBlocks(M, N, K).for_each(
+      [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
+        std::vector<float> block(m * n, 0.0f);
+        for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {  // slices stay even
+          const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
+          at::native::cpublas::brgemm(m, n, k, lda, N, n, k0 > 0, A + m0 * lda + k0,
+                                      B + (k0 / 2 * N + n0) * 2, block.data(), true);
         }
-      }
-    }
-  });
+        for (int64_t i = 0; i < m; ++i) {
+          c10::BFloat16* out = C + (m0 + i) * N + n0;
+          const float* row = block.data() + i * n;
+          for (int64_t j = 0; j < n; ++j) {
+            out[j] = c10::BFloat16(bias_data == nullptr ? row[j] : row[j] + bias_data[n0 + j]);
+          }
+        }
+      },
+      [] { at::native::cpublas::brgemm_release(/*is_vnni=*/true); });
+#else
+  TORCH_CHECK(false, "fastrnn: brgemm_matmul_bf16 called on a torch without bf16 brgemm");
+#endif
   return c;
 }
 
