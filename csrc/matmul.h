@@ -32,6 +32,15 @@ inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
   }
   const bool cpu_bf16 = a.is_cpu() && a.scalar_type() == at::kBFloat16 &&
                         b.scalar_type() == at::kBFloat16;
+  if (cpu_bf16 && a.size(0) == 1 && b.stride(0) == 1 && b.size(0) > 0 && b.size(1) > 0) {
+    const at::Tensor x = a.contiguous();  // as for float32 above: no weight to pack
+    at::Tensor y = at::empty({1, b.size(1)}, a.options());
+    cpu::simd_level().gemv_bf16(b.size(1), b.size(0), b.data_ptr<c10::BFloat16>(),
+                                b.stride(1), x.data_ptr<c10::BFloat16>(),
+                                bias.has_value() ? bias->data_ptr<c10::BFloat16>() : nullptr,
+                                y.data_ptr<c10::BFloat16>());
+    return y;
+  }
   if (cpu_bf16 && a.size(1) % 2 == 0 && a.size(1) > 0 && cpu::brgemm_bf16_usable()) {
     return cpu::brgemm_matmul_bf16(a, b, bias);
   }

@@ -188,14 +188,15 @@ def start_busy_processes(count):
 def gemm_peak_gflops(device, dtype, rows=64, repeats=20):
     """The rate of a plain product in this run, 64 x 512 x 2048 (a recurrent step's shape,
     its output staying in cache) through the fastest GEMM fastrnn has here (brgemm on the
-    CPU in float32, torch.mm otherwise): each case's useful GFLOP/s over it is an efficiency
-    that does not depend on the machine."""
+    CPU in float32 and bfloat16, torch.mm otherwise): each case's useful GFLOP/s over it is
+    an efficiency that does not depend on the machine."""
     a = torch.randn(rows, 512, device=device, dtype=dtype)
     # W^T stored by rows (as fastrnn packs a recurrent weight), so no copy is timed
     w = torch.randn(512, 2048, device=device, dtype=dtype).t()
     run = timer(device)
-    one = (lambda: fastrnn._ops.ops.linear(a, w, None)) if (
-        device.type == "cpu" and dtype == torch.float32) else (lambda: a @ w.t())
+    own_product = device.type == "cpu" and (
+        dtype == torch.float32 or (dtype == torch.bfloat16 and fastrnn._ops.CPU_BF16_GEMM))
+    one = (lambda: fastrnn._ops.ops.linear(a, w, None)) if own_product else (lambda: a @ w.t())
 
     def product():
         for _ in range(repeats):
@@ -534,9 +535,10 @@ def run(argv=None):
             precision += f", TF32 {args.tf32} (cuDNN and cuBLAS)"
     title = (f"fastrnn {fastrnn.__version__} vs torch {torch.__version__} on "
              f"{machine_description(device)}, {precision}, median of {args.repeats}")
-    with_onnx = args.onnx != "off" and device.type == "cpu" and onnx_runtime_available()
+    with_onnx = (args.onnx != "off" and device.type == "cpu" and dtype == torch.float32
+                 and onnx_runtime_available())
     if args.onnx == "on" and not with_onnx:
-        parser.error("--onnx on: needs the CPU and the packages onnxruntime and onnx "
+        parser.error("--onnx on: needs the CPU, float32 and the packages onnxruntime and onnx "
                      "(pip install \"fastrnn[onnx]\")")
     if with_onnx:
         import onnxruntime

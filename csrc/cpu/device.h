@@ -39,7 +39,8 @@ struct CpuDevice {
                std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>> weights,
                bool transposed_b = true) {
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      if (!brgemm_bf16_usable()) return;
+      // a single row's forward products are dot products with W's rows (gemv.h)
+      if (!brgemm_bf16_usable() || (transposed_b && rows < kBrgemmMinRows)) return;
       for (const auto& [w, shape] : weights) {
         if (w == nullptr || (transposed_b ? shape[1] : shape[0]) % 2 != 0) continue;
         vnni.push_back(VnniWeight::pack(static_cast<const c10::BFloat16*>(w), shape[0],
@@ -94,12 +95,21 @@ struct CpuDevice {
     }
   }
 
-  // bfloat16 operands, float32 accumulation: oneDNN's bf16 micro-kernel on a packed weight
-  // (into a float32 scratch when C is bf16: the LSTM's projected state), or widened to
-  // float32 where it cannot run (see gemm_bf16_widened).
+  // bfloat16 operands, float32 accumulation: a single row times a weight used transposed
+  // as dot products (gemv.h); else oneDNN's bf16 micro-kernel on a packed weight (into a
+  // float32 scratch when C is bf16: the LSTM's projected state), or widened to float32
+  // where it cannot run (see gemm_bf16_widened).
   void gemm_bf16(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                  const c10::BFloat16* a, int64_t lda, const c10::BFloat16* b, int64_t ldb,
                  bool accumulate, void* c, int64_t ldc, bool c_float) const {
+    if (M == 1 && !trans_a && trans_b) {
+      if (c_float) {
+        gemv_rows<float>(N, K, b, ldb, a, static_cast<float*>(c), accumulate);
+      } else {
+        gemv_rows<float>(N, K, b, ldb, a, static_cast<c10::BFloat16*>(c), accumulate);
+      }
+      return;
+    }
     for (const auto& w : vnni) {
       const c10::BFloat16* packed = trans_a ? nullptr : w.find(b, ldb, trans_b, K, N);
       if (packed == nullptr) continue;

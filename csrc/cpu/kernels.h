@@ -84,6 +84,14 @@ void gemv(int64_t N, int64_t K, const float* w, int64_t ldw, const float* x, con
   gemv_rows<float>(N, K, w, ldw, x, y, /*accumulate=*/bias != nullptr);
 }
 
+void gemv_bf16(int64_t N, int64_t K, const c10::BFloat16* w, int64_t ldw,
+               const c10::BFloat16* x, const c10::BFloat16* bias, c10::BFloat16* y) {
+  std::vector<float> sums(N);
+  if (bias != nullptr) std::copy_n(bias, N, sums.begin());
+  gemv_rows<float>(N, K, w, ldw, x, sums.data(), /*accumulate=*/bias != nullptr);
+  std::copy_n(sums.begin(), N, y);
+}
+
 #define FASTRNN_NAME_OF(level) #level
 #define FASTRNN_NAME(level) FASTRNN_NAME_OF(level)
 
@@ -91,7 +99,7 @@ void gemv(int64_t N, int64_t K, const float* w, int64_t ldw, const float* x, con
 const SimdLevel* level() {
   static const Backend layers{&lstm_forward, &lstm_backward, &gru_forward,
                               &gru_backward, &rnn_forward,   &rnn_backward};
-  static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv};
+  static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16};
   return &level;
 }
 

@@ -2,6 +2,8 @@
 // the library loads (backend.cpp). Generic code reaches level code only through this.
 #pragma once
 
+#include <c10/util/BFloat16.h>
+
 #include <cstdint>
 
 #include "backend.h"
@@ -16,6 +18,9 @@ struct SimdLevel {
   // a single row (batch 1), over the threads.
   void (*gemv)(int64_t N, int64_t K, const float* w, int64_t ldw, const float* x,
                const float* bias, float* y);
+  // The same in bfloat16, summed in float32 and rounded once.
+  void (*gemv_bf16)(int64_t N, int64_t K, const c10::BFloat16* w, int64_t ldw,
+                    const c10::BFloat16* x, const c10::BFloat16* bias, c10::BFloat16* y);
 };
 
 // The level ATen runs its own CPU kernels at (ATEN_CPU_CAPABILITY honoured), or the
