@@ -35,8 +35,8 @@ def _cpu_autocast_lowers():
     CPU autocast, per layer kind.
 
     Autocast's CPU policy casts some recurrent ops (LSTM, RNN) and leaves others (GRU) in
-    float32, and torch's LSTM with a projection keeps c_n in float32. fastrnn has no
-    low-precision CPU kernels, so it computes in float32 and returns what torch.nn returns.
+    float32, and torch's LSTM with a projection keeps c_n in float32. fastrnn computes in
+    float32 under CPU autocast and returns what torch.nn returns.
     Asked of torch itself, once, so that it follows the installed version.
     """
     probes = {"LSTM": nn.LSTM(1, 2), "LSTM_PROJ": nn.LSTM(1, 2, proj_size=1),
@@ -272,8 +272,8 @@ class _FusedRNNMixin:
 
     def _precision(self, data):
         """Under torch.autocast on CUDA the layer runs in autocast's dtype, as cuDNN's RNNs
-        do. Under CPU autocast it computes in float32 (no low-precision CPU kernels) and
-        returns the dtypes torch.nn returns."""
+        do. Under CPU autocast it computes in float32 (its bf16 kernels serve bf16 inputs and
+        weights, not autocast) and returns the dtypes torch.nn returns."""
         device = data.device.type
         if device == "cuda" and torch.is_autocast_enabled("cuda"):
             amp = torch.get_autocast_dtype("cuda")

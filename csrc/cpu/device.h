@@ -32,14 +32,14 @@ struct CpuDevice {
 
   // Called by the entry points before the walk: packs the weights (W [rows_w, cols_w],
   // row-major) that the walk's GEMMs of `rows` rows read as their B: W^T in the forward
-  // (`transposed`), W in the backward. float32 needs a copy only for W^T (brgemm reads B by
-  // rows), and only for two rows or more; bfloat16 always (the VNNI layout).
+  // (`transposed_b`), W in the backward. float32 needs a copy only for W^T (brgemm reads B
+  // by rows), and only for two rows or more; bfloat16 both, in the VNNI layout, except for
+  // a single row's forward (dot products with W's rows, gemv.h).
   template <class T>
   void prepare(int64_t rows,
                std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>> weights,
                bool transposed_b = true) {
     if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      // a single row's forward products are dot products with W's rows (gemv.h)
       if (!brgemm_bf16_usable() || (transposed_b && rows < kBrgemmMinRows)) return;
       for (const auto& [w, shape] : weights) {
         if (w == nullptr || (transposed_b ? shape[1] : shape[0]) % 2 != 0) continue;
