@@ -46,32 +46,60 @@ struct TransposedWeight {
   }
 };
 
-// C[M,N] = A[M,K] B[K,N] (+ C if accumulate) in column blocks over the threads; A, B, C
-// row-major with leading dimensions lda, ldb, ldc.
-inline void brgemm_columns(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-                           const float* B, int64_t ldb, bool accumulate, float* C,
-                           int64_t ldc) {
+// One call of oneDNN's micro-kernel: C [m, n] (float32) = A [m, k] B [k, n] (+ C), A row-major;
+// float32 B row-major, bf16 B in the VNNI layout (see pack_vnni). A torch without the
+// overload compiles, and fails here if ever called (kHaveBrgemm and brgemm_bf16_usable()
+// keep the callers away).
+inline void micro_kernel(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                         int64_t ldc, bool add_c, const float* A, const float* B, float* C) {
 #ifdef CPUBLAS_BRGEMM_F32F32F32
+  at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, add_c, A, B, C, /*is_vnni=*/false);
+#else
+  (void)m, (void)n, (void)k, (void)lda, (void)ldb, (void)ldc, (void)add_c, (void)A, (void)B,
+      (void)C;
+  TORCH_CHECK(false, "fastrnn: brgemm called on a torch without its float32 micro-kernel");
+#endif
+}
+inline void micro_kernel(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
+                         int64_t ldc, bool add_c, const c10::BFloat16* A,
+                         const c10::BFloat16* B, float* C) {
+#ifdef CPUBLAS_BRGEMM_BF16BF16F32
+  at::native::cpublas::brgemm(m, n, k, lda, ldb, ldc, add_c, A, B, C, /*is_vnni=*/true);
+#else
+  (void)m, (void)n, (void)k, (void)lda, (void)ldb, (void)ldc, (void)add_c, (void)A, (void)B,
+      (void)C;
+  TORCH_CHECK(false, "fastrnn: brgemm called on a torch without its bf16 micro-kernel");
+#endif
+}
+// After a thread's last call (AMX keeps a tile configuration per thread).
+template <class T>
+inline void release_micro_kernel() {
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  at::native::cpublas::brgemm_release(/*is_vnni=*/std::is_same_v<T, c10::BFloat16>);
+#endif
+}
+
+// C[M,N] (float32) = A[M,K] B (+ C if accumulate) in column blocks over the threads; A and
+// C row-major with leading dimensions lda, ldc; B as micro_kernel reads it, ldb apart (for
+// bf16, the packed N).
+template <class T>
+inline void brgemm_columns(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
+                           const T* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  constexpr int64_t per_column = std::is_same_v<T, c10::BFloat16> ? 2 : 1;  // VNNI: pairs
   const int64_t blocks = (N + kBrgemmColumnBlock - 1) / kBrgemmColumnBlock;
   auto run = [&](int64_t lo, int64_t hi) {
     for (int64_t block = lo; block < hi; ++block) {
       const int64_t n0 = block * kBrgemmColumnBlock;
       const int64_t n = std::min(N, n0 + kBrgemmColumnBlock) - n0;
-      at::native::cpublas::brgemm(M, n, K, lda, ldb, ldc, accumulate, A, B + n0, C + n0,
-                                  /*is_vnni=*/false);
+      micro_kernel(M, n, K, lda, ldb, ldc, accumulate, A, B + per_column * n0, C + n0);
     }
-    at::native::cpublas::brgemm_release(/*is_vnni=*/false);
+    release_micro_kernel<T>();
   };
   if (at::in_parallel_region()) {
     run(0, blocks);
   } else {
     at::parallel_for(0, blocks, 1, run);
   }
-#else
-  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)accumulate,
-      (void)C, (void)ldc;
-  TORCH_CHECK(false, "fastrnn: brgemm_columns called on a torch without brgemm");
-#endif
 }
 
 // The blocks of a large product C [M, N] = A [M, K] B [K, N] that go to the threads: about
@@ -140,11 +168,11 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
         }
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
-          at::native::cpublas::brgemm(m, n, k, lda, ldb, N, k0 > 0 || bias_data != nullptr,
-                                      A + m0 * lda + k0, B + k0 * ldb + n0, c_block, false);
+          micro_kernel(m, n, k, lda, ldb, N, k0 > 0 || bias_data != nullptr,
+                       A + m0 * lda + k0, B + k0 * ldb + n0, c_block);
         }
       },
-      [] { at::native::cpublas::brgemm_release(/*is_vnni=*/false); });
+      [] { release_micro_kernel<float>(); });
 #else
   at::mm_out(c, a, b);
   if (bias.has_value()) c.add_(*bias);
@@ -236,34 +264,6 @@ struct VnniWeight {
   }
 };
 
-// C[M,N] (float) = A[M,K] (bf16, row-major) B (bf16, VNNI, ldb = the packed N) (+ C), in
-// column blocks over the threads, as brgemm_columns.
-inline void brgemm_columns_bf16(int64_t M, int64_t N, int64_t K, const c10::BFloat16* A,
-                                int64_t lda, const c10::BFloat16* B, int64_t ldb,
-                                bool accumulate, float* C, int64_t ldc) {
-#ifdef CPUBLAS_BRGEMM_BF16BF16F32
-  const int64_t blocks = (N + kBrgemmColumnBlock - 1) / kBrgemmColumnBlock;
-  auto run = [&](int64_t lo, int64_t hi) {
-    for (int64_t block = lo; block < hi; ++block) {
-      const int64_t n0 = block * kBrgemmColumnBlock;
-      const int64_t n = std::min(N, n0 + kBrgemmColumnBlock) - n0;
-      at::native::cpublas::brgemm(M, n, K, lda, ldb, ldc, accumulate, A, B + 2 * n0, C + n0,
-                                  /*is_vnni=*/true);
-    }
-    at::native::cpublas::brgemm_release(/*is_vnni=*/true);
-  };
-  if (at::in_parallel_region()) {
-    run(0, blocks);
-  } else {
-    at::parallel_for(0, blocks, 1, run);
-  }
-#else
-  (void)M, (void)N, (void)K, (void)A, (void)lda, (void)B, (void)ldb, (void)accumulate,
-      (void)C, (void)ldc;
-  TORCH_CHECK(false, "fastrnn: brgemm_columns_bf16 called on a torch without bf16 brgemm");
-#endif
-}
-
 // C = A B (+ bias) for bfloat16 CPU tensors A [M, K] (rows contiguous) and B [K, N], K
 // even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: B packed once (VNNI),
 // each block accumulated in float32 over the depth slices, the bias added there, rounded
@@ -276,7 +276,6 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;
-#ifdef CPUBLAS_BRGEMM_BF16BF16F32
   const at::Tensor packed = pack_vnni(b);
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
   const c10::BFloat16* A = a.data_ptr<c10::BFloat16>();
@@ -289,8 +288,8 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
         std::vector<float> block(m * n, 0.0f);
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {  // slices stay even
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
-          at::native::cpublas::brgemm(m, n, k, lda, N, n, k0 > 0, A + m0 * lda + k0,
-                                      B + (k0 / 2 * N + n0) * 2, block.data(), true);
+          micro_kernel(m, n, k, lda, N, n, k0 > 0, A + m0 * lda + k0,
+                       B + (k0 / 2 * N + n0) * 2, block.data());
         }
         for (int64_t i = 0; i < m; ++i) {
           c10::BFloat16* out = C + (m0 + i) * N + n0;
@@ -300,10 +299,7 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
           }
         }
       },
-      [] { at::native::cpublas::brgemm_release(/*is_vnni=*/true); });
-#else
-  TORCH_CHECK(false, "fastrnn: brgemm_matmul_bf16 called on a torch without bf16 brgemm");
-#endif
+      [] { release_micro_kernel<c10::BFloat16>(); });
   return c;
 }
 

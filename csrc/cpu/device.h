@@ -114,13 +114,13 @@ struct CpuDevice {
       const c10::BFloat16* packed = trans_a ? nullptr : w.find(b, ldb, trans_b, K, N);
       if (packed == nullptr) continue;
       if (c_float) {
-        brgemm_columns_bf16(M, N, K, a, lda, packed, w.N(), accumulate, static_cast<float*>(c),
+        brgemm_columns(M, N, K, a, lda, packed, w.N(), accumulate, static_cast<float*>(c),
                             ldc);
         return;
       }
       if (accumulate) break;  // not used by the walks
       at::Tensor product = at::empty({M, N}, at::TensorOptions().dtype(at::kFloat));
-      brgemm_columns_bf16(M, N, K, a, lda, packed, w.N(), false, product.data_ptr<float>(), N);
+      brgemm_columns(M, N, K, a, lda, packed, w.N(), false, product.data_ptr<float>(), N);
       at::from_blob(c, {M, N}, {ldc, 1}, at::TensorOptions().dtype(at::kBFloat16))
           .copy_(product);
       return;
