@@ -1,9 +1,10 @@
-// float32 GEMMs through oneDNN's batch-reduce micro-kernel as ATen exports it
+// float32 and bfloat16 GEMMs through oneDNN's batch-reduce micro-kernel as ATen exports it
 // (at::native::cpublas::brgemm). On AMD processors torch's BLAS (MKL) runs its AVX2 path;
 // brgemm detects AVX-512 and, for the short wide products of a recurrent step (64 x 512 x
 // 2048), measured 2.3x faster here (439 vs 194 GFLOP/s on two Zen 5 cores; MKL stays ahead
-// for a single row, M = 1, a GEMV). Where oneDNN's micro-kernel is unavailable ATen falls
-// back to its BLAS path itself, and a torch without the export compiles without this path.
+// for a single row, M = 1, a GEMV). Where oneDNN's float32 micro-kernel is unavailable ATen
+// falls back to its BLAS path itself, and a torch without the export compiles without this
+// path. The bf16 part is further down.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -233,7 +234,8 @@ inline at::Tensor pack_vnni(const at::Tensor& b) {
 }
 
 // op(W) in the VNNI layout, for W [rows, cols] row-major (op(W) = W^T when `transposed`):
-// what a product C = A op(W) reads as its B. Packed once per call; null when K is odd.
+// what a product C = A op(W) reads as its B. Packed once per call (prepare() in device.h
+// skips a weight whose K is odd: its products are widened instead).
 struct VnniWeight {
   const c10::BFloat16* weight;
   int64_t rows, cols;
