@@ -24,6 +24,13 @@ KERNEL_DTYPES = {
 _warned = set()
 
 
+class IncompatibleTensorError(TypeError, ValueError, RuntimeError):
+    """A tensor whose dtype or device does not fit the layer (the input, a state, a
+    parameter). torch.nn raises ValueError for some of these and RuntimeError for others,
+    so this is all of TypeError, ValueError and RuntimeError: code written against
+    torch.nn's errors catches it unchanged."""
+
+
 def _warn_once(message):
     if message not in _warned:
         _warned.add(message)
@@ -153,7 +160,7 @@ class _FusedRNNMixin:
                        f"{data.shape[-1]} (input shape {tuple(data.shape)})")
         if not data.is_floating_point():
             self._fail(f"input must be a floating-point tensor, got dtype {data.dtype}",
-                       TypeError)
+                       IncompatibleTensorError)
         time_dim = 1 if self.batch_first and data.dim() == 3 else 0
         if not packed and data.shape[time_dim] == 0:
             self._fail("input has no time steps (sequence length 0); torch.nn requires at "
@@ -199,9 +206,11 @@ class _FusedRNNMixin:
             if weight.device != data.device:
                 self._fail(f"{name} is on {weight.device} but the input is on {data.device}; "
                            "move the layer or the input with .to() (a parameter left on the "
-                           "meta device must be loaded or materialised first)")
+                           "meta device must be loaded or materialised first)",
+                           IncompatibleTensorError)
             if not weight.is_floating_point():
-                self._fail(f"{name} must be floating point, got {weight.dtype}", TypeError)
+                self._fail(f"{name} must be floating point, got {weight.dtype}",
+                           IncompatibleTensorError)
             if tuple(weight.shape) != shapes[name]:
                 self._fail(f"{name} must have shape {shapes[name]}, got {tuple(weight.shape)}")
         if precision.autocast:  # autocast casts every parameter to its dtype
@@ -209,11 +218,13 @@ class _FusedRNNMixin:
         first_name, first = named[0]
         if first.dtype != data.dtype:
             self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
-                       f"({first.dtype}); convert one of them with .to()", TypeError)
+                       f"({first.dtype}); convert one of them with .to()",
+                       IncompatibleTensorError)
         for name, weight in named[1:]:
             if weight.dtype != first.dtype:
                 self._fail(f"{name} has dtype {weight.dtype} but {first_name} and the input "
-                           f"have {first.dtype}; all parameters must share one dtype", TypeError)
+                           f"have {first.dtype}; all parameters must share one dtype",
+                           IncompatibleTensorError)
 
     def _check_state(self, name, state, expected_shape, data, precision):
         if not isinstance(state, torch.Tensor):
@@ -222,12 +233,14 @@ class _FusedRNNMixin:
             self._fail(f"{name} must have shape {tuple(expected_shape)} "
                        f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")
         if state.device != data.device:
-            self._fail(f"{name} is on {state.device} but input is on {data.device}")
+            self._fail(f"{name} is on {state.device} but input is on {data.device}",
+                       IncompatibleTensorError)
         if not state.is_floating_point():
-            self._fail(f"{name} must be floating point, got {state.dtype}", TypeError)
+            self._fail(f"{name} must be floating point, got {state.dtype}",
+                       IncompatibleTensorError)
         if state.dtype != data.dtype and not precision.autocast:
             self._fail(f"{name} dtype {state.dtype} does not match input dtype {data.dtype}",
-                       TypeError)
+                       IncompatibleTensorError)
 
     def _state_sizes(self):
         directions = 2 if self.bidirectional else 1

@@ -153,3 +153,30 @@ def test_backward_op_checks_lengths_and_saved_shapes():
         ops.rnn_backward(torch.randn(4, 2, 8), None, torch.randn(8, 8), hs, None, False, "tanh")
     with pytest.raises(RuntimeError, match=r"w_hh must be \[8, 8\]"):
         ops.rnn_backward(None, None, torch.randn(8, 4), hs, None, False, "tanh")
+
+
+@pytest.mark.parametrize("case", ["input dtype", "integer input", "state dtype", "state device",
+                                  "parameter dtype"])
+def test_dtype_and_device_errors_are_caught_as_torch_nn_raises(case):
+    # torch.nn raises ValueError for some of these and RuntimeError for others: code written
+    # against either keeps working, and the message is fastrnn's, naming the tensor
+    torch.manual_seed(0)
+    for cls in (torch.nn.GRU, fastrnn.GRU):
+        gru = cls(4, 6)
+        x, h0 = torch.randn(3, 2, 4), torch.zeros(1, 2, 6)
+        if case == "input dtype":
+            x = x.double()
+        elif case == "integer input":
+            x = torch.randint(0, 3, (3, 2, 4))
+        elif case == "state dtype":
+            h0 = h0.double()
+        elif case == "state device":
+            h0 = h0.to("meta")
+        else:
+            gru.weight_hh_l0.data = gru.weight_hh_l0.data.double()
+        with pytest.raises((ValueError, RuntimeError)) as caught:
+            gru(x, h0)
+        if cls is fastrnn.GRU:
+            assert isinstance(caught.value, fastrnn.IncompatibleTensorError)
+            assert isinstance(caught.value, ValueError) and isinstance(caught.value, RuntimeError)
+            assert caught.value.args[0].startswith("fastrnn.GRU: ")
