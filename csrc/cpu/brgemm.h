@@ -287,7 +287,10 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
   const int64_t lda = a.stride(0);
   ProductBlocks(M, N, K).for_each(
       [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
-        std::vector<float> block(m * n, 0.0f);
+        // the thread's float32 accumulator, kept between blocks and calls (a fresh one of
+        // up to 525 KB per block would be fresh pages); the first slice overwrites it
+        thread_local std::vector<float> block;
+        block.resize(m * n);
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {  // slices stay even
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
           micro_kernel(m, n, k, lda, N, n, k0 > 0, A + m0 * lda + k0,

@@ -29,6 +29,8 @@ struct CpuDevice {
   std::vector<TransposedWeight> transposed;
   // bfloat16 weights as products read them (W^T forward, W backward), VNNI-packed.
   std::vector<VnniWeight> vnni;
+  // float32 product of a bf16 GEMM whose C is bf16 (the LSTM's projected state).
+  mutable std::vector<float> bf16_scratch;
 
   // Called by the entry points before the walk: packs the weights (W [rows_w, cols_w],
   // row-major) that the walk's GEMMs of `rows` rows read as their B: W^T in the forward
@@ -119,10 +121,11 @@ struct CpuDevice {
         return;
       }
       if (accumulate) break;  // not used by the walks
-      at::Tensor product = at::empty({M, N}, at::TensorOptions().dtype(at::kFloat));
-      brgemm_columns(M, N, K, a, lda, packed, w.N(), false, product.data_ptr<float>(), N);
-      at::from_blob(c, {M, N}, {ldc, 1}, at::TensorOptions().dtype(at::kBFloat16))
-          .copy_(product);
+      bf16_scratch.resize(M * N);  // allocated at the first step, reused by the others
+      brgemm_columns(M, N, K, a, lda, packed, w.N(), false, bf16_scratch.data(), N);
+      for (int64_t i = 0; i < M; ++i) {
+        copy_span(static_cast<c10::BFloat16*>(c) + i * ldc, bf16_scratch.data() + i * N, N);
+      }
       return;
     }
     gemm_bf16_widened(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, c, ldc, c_float);
