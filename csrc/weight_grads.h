@@ -49,9 +49,11 @@ inline at::Tensor transposed_with_ones(const at::Tensor& x) {
   const int64_t rows = x.size(0), width = x.size(1);
   at::Tensor lhs = new_buffer({width + 1, rows}, x.options());
   if (x.is_cpu() && x.stride(1) == 1 && rows > 0 && width > 0) {
-    AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, x.scalar_type(), "fastrnn::transposed_with_ones", [&] {
-      cpu_transpose(x.data_ptr<scalar_t>(), rows, width, x.stride(0), lhs.data_ptr<scalar_t>());
-    });
+    AT_DISPATCH_FLOATING_TYPES_AND(
+        at::kBFloat16, x.scalar_type(), "fastrnn::transposed_with_ones", [&] {
+          cpu_transpose(x.data_ptr<scalar_t>(), rows, width, x.stride(0),
+                        lhs.data_ptr<scalar_t>());
+        });
   } else {
     lhs.narrow(0, 0, width).copy_(x.t());
   }

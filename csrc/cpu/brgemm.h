@@ -323,7 +323,8 @@ inline void gemm_bf16_widened(bool trans_a, bool trans_b, int64_t M, int64_t N, 
   };
   const at::Tensor product = at::mm(view(A, M, K, lda, trans_a).to(at::kFloat),
                                     view(B, K, N, ldb, trans_b).to(at::kFloat));
-  at::Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, bf16.dtype(c_float ? at::kFloat : at::kBFloat16));
+  at::Tensor c =
+      at::from_blob(C, {M, N}, {ldc, 1}, bf16.dtype(c_float ? at::kFloat : at::kBFloat16));
   if (accumulate) {
     c.copy_(c.to(at::kFloat).add_(product));
   } else {

@@ -1,8 +1,9 @@
 // The CPU back-end's six entry points (the shared walks of ../sequence/ on the CPU Device,
-// device.h, for float, double and bfloat16 with float accumulation), compiled once per SIMD level: kernels_portable.cpp,
-// kernels_avx2.cpp and kernels_avx512.cpp include this file after switching their
-// instructions on with GCC's target pragma, and backend.cpp picks one level's table at load
-// time, the level ATen itself runs at (so ATEN_CPU_CAPABILITY=avx2 forces the AVX2 code).
+// device.h, for float, double and bfloat16 with float accumulation), compiled once per SIMD
+// level: kernels_portable.cpp, kernels_avx2.cpp and kernels_avx512.cpp include this file
+// after switching their instructions on with GCC's target pragma, and backend.cpp picks
+// one level's table at load time, the level ATen itself runs at (so ATEN_CPU_CAPABILITY=avx2
+// forces the AVX2 code).
 //
 // Why a pragma and a namespace per level rather than per-file compiler flags: the linker
 // keeps one copy of each inline function, and a copy compiled with AVX-512 must not serve
