@@ -21,26 +21,6 @@ inline at::Tensor states_entering_steps(const at::Tensor& hs, bool reverse) {
   return hs.narrow(0, reverse ? 1 : 0, T).reshape({T * hs.size(1), hs.size(2)});
 }
 
-// dst [cols, rows] = src [rows, cols]^T (src rows ld apart, dst contiguous), in 32 x 32
-// tiles over the threads: the LSTM benchmark's 16384 x 512 states, with the row of ones,
-// 3.3 ms here, where copy_ of the transposed view took 7.3 ms (a plain copy of the same
-// 33 MB: 1.3 ms).
-template <class T>
-void cpu_transpose(const T* src, int64_t rows, int64_t cols, int64_t ld, T* dst) {
-  constexpr int64_t tile = 32;
-  const int64_t row_tiles = (rows + tile - 1) / tile, col_tiles = (cols + tile - 1) / tile;
-  at::parallel_for(0, row_tiles * col_tiles, 8, [&](int64_t lo, int64_t hi) {
-    for (int64_t task = lo; task < hi; ++task) {
-      const int64_t r0 = task / col_tiles * tile, c0 = task % col_tiles * tile;
-      const int64_t r1 = std::min(rows, r0 + tile), c1 = std::min(cols, c0 + tile);
-      for (int64_t c = c0; c < c1; ++c) {
-        T* out = dst + c * rows;
-        for (int64_t r = r0; r < r1; ++r) out[r] = src[r * ld + c];
-      }
-    }
-  });
-}
-
 // x^T [width, rows] with a row of ones below it, in one new buffer: times dpre [rows, G] it
 // gives the weight gradient and, in its last row, the bias gradient (the column sums of
 // dpre), so the bias no longer costs a pass of its own over dpre (134 MB for the
@@ -51,8 +31,8 @@ inline at::Tensor transposed_with_ones(const at::Tensor& x) {
   if (x.is_cpu() && x.stride(1) == 1 && rows > 0 && width > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND(
         at::kBFloat16, x.scalar_type(), "fastrnn::transposed_with_ones", [&] {
-          cpu_transpose(x.data_ptr<scalar_t>(), rows, width, x.stride(0),
-                        lhs.data_ptr<scalar_t>());
+          cpu::transpose(x.data_ptr<scalar_t>(), rows, width, x.stride(0),
+                         lhs.data_ptr<scalar_t>());
         });
   } else {
     lhs.narrow(0, 0, width).copy_(x.t());
@@ -67,7 +47,7 @@ inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor
   const int64_t width = x.size(1);
   // as ([x^T; 1] dpre)^T: both operands then run along their rows, as brgemm reads them
   const at::Tensor both = product(transposed_with_ones(x), dpre);
-  return {both.narrow(0, 0, width).t().contiguous(), both.select(0, width).clone()};
+  return {contiguous_buffer(both.narrow(0, 0, width).t()), both.select(0, width).clone()};
 }
 
 // d(W_hh) = sum_t dpre_t^T h_{t-1} and d(b_hh) = sum_t dpre_t, for the recurrent
@@ -96,10 +76,9 @@ inline std::tuple<at::Tensor, at::Tensor> reset_before_weight_grads(const at::Te
 // The LSTM projection h = r W_hr^T: d(W_hr) = sum_t dh_t^T r_t.
 inline at::Tensor projection_weight_grad(const at::Tensor& grad_proj_out,
                                          const at::Tensor& proj_in) {
-  return product(proj_in.reshape({-1, proj_in.size(2)}).t(),
-                grad_proj_out.reshape({-1, grad_proj_out.size(2)}))
-      .t()
-      .contiguous();
+  return contiguous_buffer(product(proj_in.reshape({-1, proj_in.size(2)}).t(),
+                                   grad_proj_out.reshape({-1, grad_proj_out.size(2)}))
+                               .t());
 }
 
 }  // namespace fastrnn

@@ -100,6 +100,32 @@ def test_batch_of_one(kind, T):
 
 
 @native
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("hidden", [72, 300])
+def test_wide_layers(kind, hidden):
+    # weights packed in column blocks of at most 256 that never cross a gate (brgemm.h): a
+    # 300-wide gate holds blocks of 256 and 44, a 72-wide backward product 64 and 8
+    check_within_twice_torch(*bf16_copies(kind, hidden),
+                             packed_lengths=torch.tensor([9, 4, 7, 1, 9]))
+
+
+@native
+@pytest.mark.parametrize("hidden", [72, 300])
+def test_wide_reset_before_gru(hidden):
+    # W_hn multiplies r * h alone: its block starts at a gate. Against fastrnn's float64
+    # layer (the BLAS path, itself checked against the reference) with the same weights.
+    torch.manual_seed(0)
+    gru = fastrnn.GRU(12, hidden, reset_after=False, dtype=torch.bfloat16)
+    x, (h0,) = inputs(gru)
+    exact = run(gru.double(), x.double(), [h0.double()])
+    got = run(gru.bfloat16(), x, [h0])
+    for name in exact:  # bf16 storage: a few roundings of values near 1
+        err = (got[name] - exact[name]).abs().max().item()
+        scale = exact[name].abs().max().item()
+        assert err <= 0.02 * scale + ATOL, (name, err, scale)
+
+
+@native
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_relu"])
 def test_odd_hidden_size_takes_the_widened_products(kind):
     # K odd has no VNNI layout: those products are widened to float32 (gemm_bf16_widened)

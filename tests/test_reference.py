@@ -81,3 +81,56 @@ def test_float32_against_float64_reference(device, kind):
     torch_err = (reference(x)[0].double() - exact).abs().max().item()
     fast_err = (fast(x)[0].double() - exact).abs().max().item()
     assert fast_err <= 2 * torch_err + 1e-6, (fast_err, torch_err)
+
+
+@pytest.mark.parametrize("kind", list(KINDS) + ["gru_reset_before"])
+@pytest.mark.parametrize("hidden", [72, 300])
+@pytest.mark.parametrize("lengths", [None, [5, 2, 5, 4]])
+def test_wide_layers_float32(kind, hidden, lengths):
+    """The CPU packs each weight into column blocks of at most 256 that never cross a gate
+    (csrc/cpu/brgemm.h): a gate 300 wide holds a 256 and a 44 block; a 72-wide backward
+    product is split in blocks of 64 and 8 to feed both threads; the reset-before GRU
+    multiplies W_hn alone. float32 against the float64 reference, forward and backward,
+    with variable lengths too (fewer rows in a step's product)."""
+    torch.manual_seed(0)
+    if kind == "gru_reset_before":
+        fast = fastrnn.GRU(8, hidden, reset_after=False)
+    else:
+        _, fast = make_pair(kind, 8, hidden, dtype=torch.float32)
+    x = torch.randn(5, 4, 8, dtype=torch.float64)
+    state = [s.detach() for s in flat_state(random_state(fast, 4, "cpu", torch.float64))]
+    lengths = None if lengths is None else torch.tensor(lengths)
+    exact_out, *exact_final = reference_rnn(fast.double(), x, tuple(state) if len(state) == 2
+                                            else state[0], lengths)
+    leaves = [x.float().requires_grad_(), *(s.float().requires_grad_() for s in state)]
+    fast.float()
+    hx = tuple(leaves[1:]) if len(state) == 2 else leaves[1]
+    if lengths is None:
+        out, final = fast(leaves[0], hx)
+    else:
+        packed = pack_padded_sequence(leaves[0], lengths, enforce_sorted=False)
+        out, final = fast(packed, hx)
+        out = pad_packed_sequence(out, total_length=5)[0]
+    tol = dict(atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(out.double(), exact_out, **tol)
+    for a, e in zip(flat_state(final), exact_final):
+        torch.testing.assert_close(a.double(), e, **tol)
+    # gradients against float64 autograd through the same module
+    torch.manual_seed(5)
+    weights = [torch.randn_like(exact_out)] + [torch.randn_like(e) for e in exact_final
+                                               if e is not None]
+    finals = flat_state(final)
+    loss = (out * weights[0].float()).sum() + sum((f * w.float()).sum()
+                                                  for f, w in zip(finals, weights[1:]))
+    got = torch.autograd.grad(loss, leaves + list(fast.parameters()))
+    fast.double()
+    leaves64 = [t.detach().double().requires_grad_() for t in leaves]
+    hx64 = tuple(leaves64[1:]) if len(state) == 2 else leaves64[1]
+    ref_out, ref_h, ref_c = reference_rnn(fast, leaves64[0], hx64, lengths)
+    ref_finals = [ref_h] + ([ref_c] if ref_c is not None else [])
+    ref_loss = (ref_out * weights[0]).sum() + sum((f * w).sum()
+                                                  for f, w in zip(ref_finals, weights[1:]))
+    want = torch.autograd.grad(ref_loss, leaves64 + list(fast.parameters()))
+    for i, (a, e) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a.double(), e, atol=1e-3, rtol=1e-3,
+                                   msg=lambda m: f"gradient {i}: {m}")

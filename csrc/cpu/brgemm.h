@@ -30,23 +30,6 @@ constexpr bool kHaveBrgemm = false;
 constexpr int64_t kBrgemmMinRows = 2;
 constexpr int64_t kBrgemmColumnBlock = 256;
 
-// A weight the forward multiplies transposed (h W^T), copied once per call as W^T [K, N]
-// row-major, the layout brgemm reads. Rows r0.. of W are columns r0.. of W^T, so a GEMM
-// with a slice of W's rows (the GRU's W_hn) finds its slice here too.
-struct TransposedWeight {
-  const float* weight;  // W [rows, cols], row-major, as the template passes it
-  int64_t rows, cols;
-  at::Tensor transposed;  // W^T [cols, rows]
-
-  // W^T's columns for B = W + r0 * cols (rows r0..r0+n of W), or null if B is not in W.
-  const float* find(const float* b, int64_t ldb, int64_t n) const {
-    if (ldb != cols || b < weight || b >= weight + rows * cols) return nullptr;
-    const int64_t r0 = (b - weight) / cols;
-    if ((b - weight) % cols != 0 || r0 + n > rows) return nullptr;
-    return transposed.data_ptr<float>() + r0;
-  }
-};
-
 // One call of oneDNN's micro-kernel: C [m, n] (float32) = A [m, k] B [k, n] (+ C), A row-major;
 // float32 B row-major, bf16 B in the VNNI layout (see pack_vnni). A torch without the
 // overload compiles, and fails here if ever called (kHaveBrgemm and brgemm_bf16_usable()
@@ -78,29 +61,6 @@ inline void release_micro_kernel() {
 #ifdef CPUBLAS_BRGEMM_F32F32F32
   at::native::cpublas::brgemm_release(/*is_vnni=*/std::is_same_v<T, c10::BFloat16>);
 #endif
-}
-
-// C[M,N] (float32) = A[M,K] B (+ C if accumulate) in column blocks over the threads; A and
-// C row-major with leading dimensions lda, ldc; B as micro_kernel reads it, ldb apart (for
-// bf16, the packed N).
-template <class T>
-inline void brgemm_columns(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda,
-                           const T* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
-  constexpr int64_t per_column = std::is_same_v<T, c10::BFloat16> ? 2 : 1;  // VNNI: pairs
-  const int64_t blocks = (N + kBrgemmColumnBlock - 1) / kBrgemmColumnBlock;
-  auto run = [&](int64_t lo, int64_t hi) {
-    for (int64_t block = lo; block < hi; ++block) {
-      const int64_t n0 = block * kBrgemmColumnBlock;
-      const int64_t n = std::min(N, n0 + kBrgemmColumnBlock) - n0;
-      micro_kernel(M, n, K, lda, ldb, ldc, accumulate, A, B + per_column * n0, C + n0);
-    }
-    release_micro_kernel<T>();
-  };
-  if (at::in_parallel_region()) {
-    run(0, blocks);
-  } else {
-    at::parallel_for(0, blocks, 1, run);
-  }
 }
 
 // The blocks of a large product C [M, N] = A [M, K] B [K, N] that go to the threads: about
@@ -217,7 +177,7 @@ inline bool brgemm_bf16_usable() {
 // permuted view took 24-29 ms.
 inline at::Tensor pack_vnni(const at::Tensor& b) {
   const int64_t K = b.size(0), N = b.size(1);
-  const at::Tensor rows = b.stride(1) == 1 ? b : b.contiguous();
+  const at::Tensor rows = b.stride(1) == 1 ? b : contiguous_buffer(b);
   at::Tensor packed = new_buffer({K / 2, N, 2}, b.options());
   const auto* src = static_cast<const uint16_t*>(rows.data_ptr());
   auto* dst = static_cast<uint32_t*>(packed.data_ptr());
@@ -233,36 +193,125 @@ inline at::Tensor pack_vnni(const at::Tensor& b) {
   return packed;
 }
 
-// op(W) in the VNNI layout, for W [rows, cols] row-major (op(W) = W^T when `transposed`):
-// what a product C = A op(W) reads as its B. Packed once per call (prepare() in device.h
-// skips a weight whose K is odd: its products are widened instead).
-struct VnniWeight {
-  const c10::BFloat16* weight;
+// op(W) for a weight W [rows, cols] (row-major; op(W) = W^T when `transposed`) as the B
+// [K, N] of the walks' per-step GEMMs, copied once per call into column blocks: the block of
+// columns [n0, n0 + w) holds all K rows of those w columns contiguously at element offset
+// n0 * K, read with ldb = w (bf16 in the VNNI layout: K/2 rows of w pairs, the same size).
+// In W's own layout a 256-column block of W^T is K rows a whole row of W^T apart, and the
+// hardware prefetchers stop at every page: measured for one step's product, 8 x 1024 x
+// 4096: 559 us read in place, 364 us blocked; 64 x 512 x 2048: 577 vs 521 us. Blocks are at
+// most kBrgemmColumnBlock wide and never cross a multiple of `segment` (a gate's width in
+// the forward), so a product of some gates (the reset-before GRU's W_hn) starts at a block.
+template <class T>
+struct PackedWeight {
+  const T* weight;
   int64_t rows, cols;
   bool transposed;
-  at::Tensor packed;  // [K/2, N, 2]
+  int64_t segment;
+  int64_t block;  // columns per block: at most kBrgemmColumnBlock, fewer to feed every thread
+  at::Tensor packed;
 
   int64_t K() const { return transposed ? cols : rows; }
   int64_t N() const { return transposed ? rows : cols; }
 
-  static VnniWeight pack(const c10::BFloat16* weight, int64_t rows, int64_t cols,
-                         bool transposed) {
-    const at::Tensor w = at::from_blob(const_cast<c10::BFloat16*>(weight), {rows, cols},
-                                       at::TensorOptions().dtype(at::kBFloat16));
-    return {weight, rows, cols, transposed, pack_vnni(transposed ? w.t() : w)};
+  // The column blocks of columns [n0, n0 + n), n0 and n whole segments (or up to N):
+  // body(task, column, width) for each, `task` counting from 0.
+  template <class Body>
+  void for_each_block(int64_t n0, int64_t n, const Body& body) const {
+    int64_t task = 0;
+    for (int64_t s0 = n0; s0 < n0 + n; s0 += segment) {
+      const int64_t s1 = std::min(n0 + n, s0 + segment);
+      for (int64_t c = s0; c < s1; c += block) body(task++, c, std::min(s1, c + block) - c);
+    }
   }
 
-  // The packed op(B) [k, n] of a GEMM whose B is `b` (leading dimension ldb, transposed
-  // as `trans_b`): a block of op(W) starting at an even K row, or null.
-  const c10::BFloat16* find(const c10::BFloat16* b, int64_t ldb, bool trans_b, int64_t k,
-                            int64_t n) const {
+  static PackedWeight pack(const T* weight, int64_t rows, int64_t cols, bool transposed,
+                           int64_t segment) {
+    PackedWeight w{weight, rows, cols, transposed, segment, kBrgemmColumnBlock, at::Tensor()};
+    const int64_t K = w.K(), N = w.N();
+    const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
+    w.block = std::clamp<int64_t>((per_thread + 15) / 16 * 16, 64, kBrgemmColumnBlock);
+    w.packed = new_buffer({K * N}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+    T* out = w.packed.template data_ptr<T>();
+    std::vector<std::pair<int64_t, int64_t>> blocks;  // (column, width)
+    w.for_each_block(0, N, [&](int64_t, int64_t c, int64_t width) {
+      blocks.emplace_back(c, width);
+    });
+    if constexpr (std::is_same_v<T, float>) {
+      if (transposed) {  // block [K][w] = (rows c.. of W)^T, in cache-friendly tiles
+        for (const auto& [c, width] : blocks) {
+          transpose(weight + c * cols, width, cols, cols, out + c * K);
+        }
+        return w;
+      }
+    } else if (transposed) {  // VNNI pairs of W^T are adjacent in W: a transpose of words
+      const auto* words = reinterpret_cast<const uint32_t*>(weight);
+      for (const auto& [c, width] : blocks) {
+        transpose(words + c * cols / 2, width, cols / 2, cols / 2,
+                  reinterpret_cast<uint32_t*>(out + c * K));
+      }
+      return w;
+    }
+    // op(W) = W: each block's rows are pieces of W's rows (VNNI: two rows interleaved)
+    constexpr int64_t per_row = std::is_same_v<T, float> ? 1 : 2;
+    at::parallel_for(0, static_cast<int64_t>(blocks.size()) * (K / per_row), 64,
+                     [&](int64_t lo, int64_t hi) {
+      for (int64_t task = lo; task < hi; ++task) {
+        const auto [c, width] = blocks[task / (K / per_row)];
+        const int64_t k = task % (K / per_row) * per_row;
+        T* dst = out + c * K + k * width;
+        const T* src = weight + k * cols + c;
+        if constexpr (per_row == 1) {
+          std::copy_n(src, width, dst);
+        } else {
+          const auto* even = reinterpret_cast<const uint16_t*>(src);
+          const auto* odd = even + cols;
+          auto* pairs = reinterpret_cast<uint32_t*>(dst);
+          for (int64_t j = 0; j < width; ++j) {
+            pairs[j] = uint32_t(even[j]) | uint32_t(odd[j]) << 16;
+          }
+        }
+      }
+    });
+    return w;
+  }
+
+  // Where the B of a GEMM lies (`b` with leading dimension ldb, transposed as `trans_b`,
+  // k x n): the first K row and column of op(W), or false when it is not a packed slice
+  // (then the GEMM goes another way).
+  bool find(const T* b, int64_t ldb, bool trans_b, int64_t k, int64_t n, int64_t* k0,
+            int64_t* n0) const {
     if (trans_b != transposed || ldb != cols || b < weight || b >= weight + rows * cols) {
-      return nullptr;
+      return false;
     }
     const int64_t row = (b - weight) / cols, col = (b - weight) % cols;
-    const int64_t k0 = transposed ? col : row, n0 = transposed ? row : col;
-    if (k0 % 2 != 0 || k0 + k > K() || n0 + n > N()) return nullptr;
-    return packed.data_ptr<c10::BFloat16>() + (k0 / 2 * N() + n0) * 2;
+    *k0 = transposed ? col : row;
+    *n0 = transposed ? row : col;
+    const bool whole_segments = *n0 % segment == 0 && (n % segment == 0 || *n0 + n == N());
+    return whole_segments && *k0 + k <= K() && *n0 + n <= N() &&
+           (std::is_same_v<T, float> || *k0 % 2 == 0);
+  }
+
+  // C [M, n] (float32, + C if accumulate) = A [M, k] times op(W)'s rows k0.. and columns
+  // n0.. (a slice find() accepted), the column blocks over the threads.
+  void multiply(int64_t M, int64_t n, int64_t k, const T* A, int64_t lda, int64_t k0,
+                int64_t n0, bool accumulate, float* C, int64_t ldc) const {
+    const T* data = packed.template data_ptr<T>();
+    auto run = [&](int64_t lo, int64_t hi) {
+      for_each_block(n0, n, [&](int64_t task, int64_t c, int64_t width) {
+        if (task < lo || task >= hi) return;
+        micro_kernel(M, width, k, lda, width, ldc, accumulate, A,
+                     data + c * K() + k0 * width, C + (c - n0));
+      });
+      release_micro_kernel<T>();
+    };
+    int64_t blocks = 0;
+    for_each_block(n0, n, [&](int64_t, int64_t, int64_t) { ++blocks; });
+    if (at::in_parallel_region()) {
+      run(0, blocks);
+    } else {
+      at::parallel_for(0, blocks, 1, run);
+    }
   }
 };
 

@@ -24,49 +24,73 @@ namespace fastrnn {
 namespace cpu {
 namespace FASTRNN_CPU_LEVEL {
 
+// A weight the walk multiplies: W [rows, cols] row-major, its rows in `gates` equal groups
+// (a product may use some of them: the reset-before GRU's W_hn).
+struct WeightShape {
+  const void* data;
+  int64_t rows, cols, gates;
+};
+
 struct CpuDevice {
-  // float32 weights the forward multiplies transposed, packed for brgemm by prepare().
-  std::vector<TransposedWeight> transposed;
-  // bfloat16 weights as products read them (W^T forward, W backward), VNNI-packed.
-  std::vector<VnniWeight> vnni;
+  // The weights as the walk's products read them (W^T forward, W backward), packed by
+  // prepare() into column blocks (brgemm.h), float32 or bf16 (VNNI).
+  std::vector<PackedWeight<float>> packed_float;
+  std::vector<PackedWeight<c10::BFloat16>> packed_bf16;
   // float32 product of a bf16 GEMM whose C is bf16 (the LSTM's projected state).
   mutable std::vector<float> bf16_scratch;
 
-  // Called by the entry points before the walk: packs the weights (W [rows_w, cols_w],
-  // row-major) that the walk's GEMMs of `rows` rows read as their B: W^T in the forward
-  // (`transposed_b`), W in the backward. float32 needs a copy only for W^T (brgemm reads B
-  // by rows), and only for two rows or more; bfloat16 both, in the VNNI layout, except for
-  // a single row's forward (dot products with W's rows, gemv.h).
+  template <class T, class Self>
+  static auto& packed(Self& self) {
+    if constexpr (std::is_same_v<T, float>) {
+      return self.packed_float;
+    } else {
+      return self.packed_bf16;
+    }
+  }
+
+  // Called by the entry points before the walk: packs the weights that the walk's GEMMs of
+  // `rows` rows read as their B, W^T in the forward (`transposed_b`), W in the backward,
+  // for float32 (when brgemm is there) and bfloat16 (when its micro-kernel runs here; a
+  // weight whose K is odd is left to the widened product). Not for a forward of a single
+  // row: its GEMV reads W's rows in place (gemv.h).
   template <class T>
-  void prepare(int64_t rows,
-               std::initializer_list<std::pair<const void*, std::array<int64_t, 2>>> weights,
+  void prepare(int64_t rows, std::initializer_list<WeightShape> weights,
                bool transposed_b = true) {
-    if constexpr (std::is_same_v<T, c10::BFloat16>) {
-      if (!brgemm_bf16_usable() || (transposed_b && rows < kBrgemmMinRows)) return;
-      for (const auto& [w, shape] : weights) {
-        if (w == nullptr || (transposed_b ? shape[1] : shape[0]) % 2 != 0) continue;
-        vnni.push_back(VnniWeight::pack(static_cast<const c10::BFloat16*>(w), shape[0],
-                                        shape[1], transposed_b));
+    constexpr bool bf16 = std::is_same_v<T, c10::BFloat16>;
+    if constexpr (std::is_same_v<T, float> || bf16) {
+      if ((transposed_b && rows < kBrgemmMinRows) ||
+          (bf16 ? !brgemm_bf16_usable() : !kHaveBrgemm)) {
+        return;
       }
-      return;
+      for (const WeightShape& w : weights) {
+        if (w.data == nullptr || (bf16 && (transposed_b ? w.cols : w.rows) % 2 != 0)) continue;
+        const int64_t segment = transposed_b ? w.rows / w.gates : w.cols;
+        packed<T>(*this).push_back(PackedWeight<T>::pack(
+            static_cast<const T*>(w.data), w.rows, w.cols, transposed_b, segment));
+      }
     }
-    if (!transposed_b || !std::is_same_v<T, float> || !kHaveBrgemm || rows < kBrgemmMinRows) {
-      return;
+  }
+
+  // C (+)= A op(B) through a packed weight; false when B is none of them.
+  template <class T>
+  bool multiply_packed(int64_t M, int64_t N, int64_t K, const T* a, int64_t lda, const T* b,
+                       int64_t ldb, bool trans_b, bool accumulate, float* c,
+                       int64_t ldc) const {
+    for (const auto& w : packed<T>(*this)) {
+      int64_t k0 = 0, n0 = 0;
+      if (w.find(b, ldb, trans_b, K, N, &k0, &n0)) {
+        w.multiply(M, N, K, a, lda, k0, n0, accumulate, c, ldc);
+        return true;
+      }
     }
-    for (const auto& [w, shape] : weights) {
-      if (w == nullptr) continue;
-      const auto options = at::TensorOptions().dtype(at::kFloat);
-      at::Tensor view = at::from_blob(const_cast<void*>(w), {shape[0], shape[1]}, options);
-      transposed.push_back({static_cast<const float*>(w), shape[0], shape[1],
-                            view.t().contiguous()});
-    }
+    return false;
   }
 
   // C = op(A) op(B) + beta C, with beta 0 or 1. C is of the accumulation type when c_acc
   // (float for bfloat16), else of the storage type; on the CPU float32 and float64 are
   // their own accumulation types.
   // A single row times a weight used transposed (every forward product at batch 1) is a
-  // row of dot products (gemv.h); other float32 products of two rows or more go through
+  // row of dot products (gemv.h); other float32 products with a packed weight go through
   // brgemm, the rest through the BLAS. bfloat16: gemm_bf16.
   template <class T>
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
@@ -82,14 +106,10 @@ struct CpuDevice {
         return;
       }
       if constexpr (std::is_same_v<T, float>) {
-        if (kHaveBrgemm && !trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0)) {
-          int64_t ld_rows = ldb;
-          const float* b_rows = trans_b ? transposed_rows(b, ldb, N, &ld_rows) : b;
-          if (b_rows != nullptr) {
-            brgemm_columns(M, N, K, a, lda, b_rows, ld_rows, beta == 1.0,
-                           static_cast<float*>(c), ldc);
-            return;
-          }
+        if (!trans_a && (beta == 0.0 || beta == 1.0) &&
+            multiply_packed(M, N, K, a, lda, b, ldb, trans_b, beta == 1.0,
+                            static_cast<float*>(c), ldc)) {
+          return;
         }
       }
       cpu::gemm<T>(trans_a, trans_b, M, N, K, a, lda, b, ldb, T(beta), static_cast<T*>(c),
@@ -112,35 +132,21 @@ struct CpuDevice {
       }
       return;
     }
-    for (const auto& w : vnni) {
-      const c10::BFloat16* packed = trans_a ? nullptr : w.find(b, ldb, trans_b, K, N);
-      if (packed == nullptr) continue;
-      if (c_float) {
-        brgemm_columns(M, N, K, a, lda, packed, w.N(), accumulate, static_cast<float*>(c),
-                            ldc);
-        return;
-      }
-      if (accumulate) break;  // not used by the walks
-      bf16_scratch.resize(M * N);  // allocated at the first step, reused by the others
-      brgemm_columns(M, N, K, a, lda, packed, w.N(), false, bf16_scratch.data(), N);
-      for (int64_t i = 0; i < M; ++i) {
-        copy_span(static_cast<c10::BFloat16*>(c) + i * ldc, bf16_scratch.data() + i * N, N);
-      }
+    if (!trans_a && c_float &&
+        multiply_packed(M, N, K, a, lda, b, ldb, trans_b, accumulate, static_cast<float*>(c),
+                        ldc)) {
       return;
     }
-    gemm_bf16_widened(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, c, ldc, c_float);
-  }
-
-  // For a GEMM reading B = rows of a packed weight transposed: those columns of W^T and
-  // their leading dimension; null when B was not packed.
-  const float* transposed_rows(const float* b, int64_t ldb, int64_t n, int64_t* ld) const {
-    for (const auto& w : transposed) {
-      if (const float* columns = w.find(b, ldb, n)) {
-        *ld = w.rows;
-        return columns;
+    if (!trans_a && !c_float && !accumulate) {  // accumulating into bf16: not used by walks
+      bf16_scratch.resize(M * N);  // allocated at the first step, reused by the others
+      if (multiply_packed(M, N, K, a, lda, b, ldb, trans_b, false, bf16_scratch.data(), N)) {
+        for (int64_t i = 0; i < M; ++i) {
+          copy_span(static_cast<c10::BFloat16*>(c) + i * ldc, bf16_scratch.data() + i * N, N);
+        }
+        return;
       }
     }
-    return nullptr;
+    gemm_bf16_widened(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, c, ldc, c_float);
   }
 
   // dh += grad_output[t] on the rows still running at t. [B, width]

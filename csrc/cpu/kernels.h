@@ -30,7 +30,7 @@ void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}});
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 4}, {args.w_hr, seq.P, seq.H, 1}});
     lstm_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -39,7 +39,7 @@ void lstm_backward(const LstmBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, {4 * seq.H, seq.P}}, {args.w_hr, {seq.P, seq.H}}},
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 4}, {args.w_hr, seq.P, seq.H, 1}},
                              /*transposed_b=*/false);
     lstm_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
@@ -48,7 +48,7 @@ void lstm_backward(const LstmBackwardArgs& args) {
 void gru_forward(const GruForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}});
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 3}});
     gru_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -56,7 +56,7 @@ void gru_forward(const GruForwardArgs& args) {
 void gru_backward(const GruBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {3 * args.seq.H, args.seq.H}}},
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 3}},
                              /*transposed_b=*/false);
     gru_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
@@ -65,7 +65,7 @@ void gru_backward(const GruBackwardArgs& args) {
 void rnn_forward(const RnnForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}});
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}});
     rnn_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -73,7 +73,7 @@ void rnn_forward(const RnnForwardArgs& args) {
 void rnn_backward(const RnnBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_backward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, {args.seq.H, args.seq.H}}},
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}},
                              /*transposed_b=*/false);
     rnn_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
