@@ -100,47 +100,6 @@ struct ProductBlocks {
   }
 };
 
-// C = A B (+ bias on every row) for float32 CPU tensors A [M, K] and B [K, N] whose rows
-// are contiguous (any row stride), as a new contiguous [M, N] tensor: the large products
-// outside the time loop (input projection, weight gradients), in ProductBlocks (measured
-// here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
-// 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
-inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
-                                const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  // a transposed operand (h^T for a weight gradient, 33 MB in the benchmark's LSTM) is
-  // copied into a cached buffer: fresh memory costs more in page faults than the copy
-  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
-  const at::Tensor b = b_in.stride(1) == 1 ? b_in : contiguous_buffer(b_in);
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  at::Tensor c = new_buffer({M, N}, a.options());
-  if (M == 0 || N == 0) return c;
-  if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
-#ifdef CPUBLAS_BRGEMM_F32F32F32
-  const float* A = a.data_ptr<float>();
-  const float* B = b.data_ptr<float>();
-  const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
-  float* C = c.data_ptr<float>();
-  const int64_t lda = a.stride(0), ldb = b.stride(0);
-  ProductBlocks(M, N, K).for_each(
-      [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
-        float* c_block = C + m0 * N + n0;
-        if (bias_data != nullptr) {
-          for (int64_t i = 0; i < m; ++i) std::copy_n(bias_data + n0, n, c_block + i * N);
-        }
-        for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {
-          const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
-          micro_kernel(m, n, k, lda, ldb, N, k0 > 0 || bias_data != nullptr,
-                       A + m0 * lda + k0, B + k0 * ldb + n0, c_block);
-        }
-      },
-      [] { release_micro_kernel<float>(); });
-#else
-  at::mm_out(c, a, b);
-  if (bias.has_value()) c.add_(*bias);
-#endif
-  return c;
-}
-
 // ---- bfloat16: products of bf16 operands accumulated in float32 (the CPU's bf16 layers).
 // oneDNN's bf16 micro-kernel reads B in its VNNI layout: pairs of consecutive K rows
 // interleaved, [K/2][N][2], so that one instruction multiplies two K terms at a time
@@ -208,7 +167,7 @@ struct PackedWeight {
   int64_t rows, cols;
   bool transposed;
   int64_t segment;
-  int64_t block;  // columns per block: at most kBrgemmColumnBlock, fewer to feed every thread
+  int64_t block;  // columns per block
   at::Tensor packed;
 
   int64_t K() const { return transposed ? cols : rows; }
@@ -225,12 +184,16 @@ struct PackedWeight {
     }
   }
 
+  // `block`: the columns of a block; by default at most kBrgemmColumnBlock, fewer when a
+  // product of all N columns would otherwise leave a thread idle.
   static PackedWeight pack(const T* weight, int64_t rows, int64_t cols, bool transposed,
-                           int64_t segment) {
-    PackedWeight w{weight, rows, cols, transposed, segment, kBrgemmColumnBlock, at::Tensor()};
+                           int64_t segment, int64_t block = 0) {
+    PackedWeight w{weight, rows, cols, transposed, segment, block, at::Tensor()};
     const int64_t K = w.K(), N = w.N();
-    const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
-    w.block = std::clamp<int64_t>((per_thread + 15) / 16 * 16, 64, kBrgemmColumnBlock);
+    if (block == 0) {
+      const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
+      w.block = std::clamp<int64_t>((per_thread + 15) / 16 * 16, 64, kBrgemmColumnBlock);
+    }
     w.packed = new_buffer({K * N}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
     T* out = w.packed.template data_ptr<T>();
     std::vector<std::pair<int64_t, int64_t>> blocks;  // (column, width)
@@ -292,16 +255,23 @@ struct PackedWeight {
            (std::is_same_v<T, float> || *k0 % 2 == 0);
   }
 
+  // One block's product: C [M, width] (float32, + C if accumulate) = A [M, k] times the
+  // rows k0.. of op(W)'s block at column c.
+  void multiply_block(int64_t M, int64_t k, const T* A, int64_t lda, int64_t k0, int64_t c,
+                      int64_t width, bool accumulate, float* C, int64_t ldc) const {
+    micro_kernel(M, width, k, lda, width, ldc, accumulate, A,
+                 packed.template data_ptr<T>() + c * K() + k0 * width, C);
+  }
+
   // C [M, n] (float32, + C if accumulate) = A [M, k] times op(W)'s rows k0.. and columns
   // n0.. (a slice find() accepted), the column blocks over the threads.
   void multiply(int64_t M, int64_t n, int64_t k, const T* A, int64_t lda, int64_t k0,
                 int64_t n0, bool accumulate, float* C, int64_t ldc) const {
-    const T* data = packed.template data_ptr<T>();
     auto run = [&](int64_t lo, int64_t hi) {
       for_each_block(n0, n, [&](int64_t task, int64_t c, int64_t width) {
-        if (task < lo || task >= hi) return;
-        micro_kernel(M, width, k, lda, width, ldc, accumulate, A,
-                     data + c * K() + k0 * width, C + (c - n0));
+        if (task >= lo && task < hi) {
+          multiply_block(M, k, A, lda, k0, c, width, accumulate, C + (c - n0), ldc);
+        }
       });
       release_micro_kernel<T>();
     };
@@ -314,6 +284,65 @@ struct PackedWeight {
     }
   }
 };
+
+// C = A B (+ bias on every row) for float32 CPU tensors A [M, K] and B [K, N] (transposed
+// views too), as a new contiguous [M, N] tensor: the large products
+// outside the time loop (input projection, weight gradients), in ProductBlocks (measured
+// here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
+// 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
+inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
+                                const c10::optional<at::Tensor>& bias = c10::nullopt) {
+  // a transposed operand (h^T for a weight gradient, 33 MB in the benchmark's LSTM) is
+  // copied into a cached buffer: fresh memory costs more in page faults than the copy
+  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
+  const int64_t M = a.size(0), K = a.size(1), N = b_in.size(1);
+  at::Tensor c = new_buffer({M, N}, a.options());
+  if (M == 0 || N == 0) return c;
+  if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  const ProductBlocks blocks(M, N, K);
+  // A B that several row blocks read (a weight: the input projection, the input's
+  // gradient) is packed in column blocks first, as the steps' weights are: rows of a
+  // column block in W's layout are a page apart. Measured, the input projection of a
+  // second layer, 16384x512x2048: 84 -> 71 ms; 16384x1024x2048: 156 -> 139 ms.
+  const bool b_is_wt = b_in.stride(0) == 1 && b_in.stride(1) == K;  // W^T of a whole W
+  const bool pack_b = blocks.row_blocks > 1 && (b_is_wt || b_in.is_contiguous());
+  const at::Tensor b = b_in.stride(1) == 1 || pack_b ? b_in : contiguous_buffer(b_in);
+  const PackedWeight<float> packed_b =
+      pack_b ? (b_is_wt ? PackedWeight<float>::pack(b.data_ptr<float>(), N, K, true, N,
+                                                             ProductBlocks::kColumns)
+                                 : PackedWeight<float>::pack(b.data_ptr<float>(), K, N, false, N,
+                                                             ProductBlocks::kColumns))
+             : PackedWeight<float>{};
+  const float* A = a.data_ptr<float>();
+  const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  float* C = c.data_ptr<float>();
+  const int64_t lda = a.stride(0);
+  blocks.for_each(
+      [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
+        float* c_block = C + m0 * N + n0;
+        if (bias_data != nullptr) {
+          for (int64_t i = 0; i < m; ++i) std::copy_n(bias_data + n0, n, c_block + i * N);
+        }
+        for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {
+          const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
+          const bool accumulate = k0 > 0 || bias_data != nullptr;
+          if (pack_b) {
+            packed_b.multiply_block(m, k, A + m0 * lda + k0, lda, k0, n0, n, accumulate,
+                                    c_block, N);
+          } else {
+            micro_kernel(m, n, k, lda, b.stride(0), N, accumulate, A + m0 * lda + k0,
+                         b.data_ptr<float>() + k0 * b.stride(0) + n0, c_block);
+          }
+        }
+      },
+      [] { release_micro_kernel<float>(); });
+#else
+  at::mm_out(c, a, b);
+  if (bias.has_value()) c.add_(*bias);
+#endif
+  return c;
+}
 
 // C = A B (+ bias) for bfloat16 CPU tensors A [M, K] (rows contiguous) and B [K, N], K
 // even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: B packed once (VNNI),
