@@ -51,14 +51,15 @@ struct CpuDevice {
   // Called by the entry points before the walk: packs the weights that the walk's GEMMs of
   // `rows` rows read as their B, W^T in the forward (`transposed_b`), W in the backward,
   // for float32 (when brgemm is there) and bfloat16 (when its micro-kernel runs here; a
-  // weight whose K is odd is left to the widened product). Not for a forward of a single
-  // row: its GEMV reads W's rows in place (gemv.h).
+  // weight whose K is odd is left to the widened product).
   template <class T>
   void prepare(int64_t rows, std::initializer_list<WeightShape> weights,
                bool transposed_b = true) {
     constexpr bool bf16 = std::is_same_v<T, c10::BFloat16>;
     if constexpr (std::is_same_v<T, float> || bf16) {
-      if ((transposed_b && rows < kBrgemmMinRows) ||
+      // a single row: float32 products go to the GEMV or the BLAS (faster than brgemm
+      // there), bf16 forward ones to the GEMV; the bf16 backward still needs its packing
+      if ((rows < kBrgemmMinRows && (transposed_b || !bf16)) ||
           (bf16 ? !brgemm_bf16_usable() : !kHaveBrgemm)) {
         return;
       }
@@ -90,8 +91,8 @@ struct CpuDevice {
   // (float for bfloat16), else of the storage type; on the CPU float32 and float64 are
   // their own accumulation types.
   // A single row times a weight used transposed (every forward product at batch 1) is a
-  // row of dot products (gemv.h); other float32 products with a packed weight go through
-  // brgemm, the rest through the BLAS. bfloat16: gemm_bf16.
+  // row of dot products (gemv.h); other float32 products of two rows or more with a
+  // packed weight go through brgemm, the rest through the BLAS. bfloat16: gemm_bf16.
   template <class T>
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const T* a,
             int64_t lda, const T* b, int64_t ldb, double beta, void* c, int64_t ldc,
@@ -106,7 +107,7 @@ struct CpuDevice {
         return;
       }
       if constexpr (std::is_same_v<T, float>) {
-        if (!trans_a && (beta == 0.0 || beta == 1.0) &&
+        if (!trans_a && M >= kBrgemmMinRows && (beta == 0.0 || beta == 1.0) &&
             multiply_packed(M, N, K, a, lda, b, ldb, trans_b, beta == 1.0,
                             static_cast<float*>(c), ldc)) {
           return;
