@@ -31,7 +31,7 @@ constexpr int64_t kBrgemmMinRows = 2;
 constexpr int64_t kBrgemmColumnBlock = 256;
 
 // One call of oneDNN's micro-kernel: C [m, n] (float32) = A [m, k] B [k, n] (+ C), A row-major;
-// float32 B row-major, bf16 B in the VNNI layout (see pack_vnni). A torch without the
+// float32 B row-major, bf16 B in the VNNI layout (see PackedWeight). A torch without the
 // overload compiles, and fails here if ever called (kHaveBrgemm and brgemm_bf16_usable()
 // keep the callers away).
 inline void micro_kernel(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb,
@@ -130,28 +130,6 @@ inline bool brgemm_bf16_usable() {
 #endif
 }
 
-// B [K, N] (any strides, K even) in the VNNI layout [K/2, N, 2]: each pair of rows
-// interleaved as 32-bit words, even row in the low half (x86 is little-endian). A plain
-// loop the compiler vectorises: 16384 x 2048 in 4 ms here, where ATen's copy of the
-// permuted view took 24-29 ms.
-inline at::Tensor pack_vnni(const at::Tensor& b) {
-  const int64_t K = b.size(0), N = b.size(1);
-  const at::Tensor rows = b.stride(1) == 1 ? b : contiguous_buffer(b);
-  at::Tensor packed = new_buffer({K / 2, N, 2}, b.options());
-  const auto* src = static_cast<const uint16_t*>(rows.data_ptr());
-  auto* dst = static_cast<uint32_t*>(packed.data_ptr());
-  const int64_t ld = rows.stride(0);
-  at::parallel_for(0, K / 2, 16, [&](int64_t lo, int64_t hi) {
-    for (int64_t pair = lo; pair < hi; ++pair) {
-      const uint16_t* even = src + 2 * pair * ld;
-      const uint16_t* odd = even + ld;
-      uint32_t* out = dst + pair * N;
-      for (int64_t n = 0; n < N; ++n) out[n] = uint32_t(even[n]) | uint32_t(odd[n]) << 16;
-    }
-  });
-  return packed;
-}
-
 // op(W) for a weight W [rows, cols] (row-major; op(W) = W^T when `transposed`) as the B
 // [K, N] of the walks' per-step GEMMs, copied once per call into column blocks: the block of
 // columns [n0, n0 + w) holds all K rows of those w columns contiguously at element offset
@@ -239,6 +217,18 @@ struct PackedWeight {
     return w;
   }
 
+  // The B [K, N] of a large product (brgemm_matmul), any layout, in column blocks of
+  // ProductBlocks::kColumns: W^T of a whole W is packed from W, anything else from its
+  // rows (copied contiguous first when they are not).
+  static PackedWeight for_product(const at::Tensor& b) {
+    const int64_t K = b.size(0), N = b.size(1);
+    if (b.stride(0) == 1 && b.stride(1) == K) {
+      return pack(b.template data_ptr<T>(), N, K, true, N, ProductBlocks::kColumns);
+    }
+    const at::Tensor rows = contiguous_buffer(b);
+    return pack(rows.template data_ptr<T>(), K, N, false, N, ProductBlocks::kColumns);
+  }
+
   // Where the B of a GEMM lies (`b` with leading dimension ldb, transposed as `trans_b`,
   // k x n): the first K row and column of op(W), or false when it is not a packed slice
   // (then the GEMM goes another way).
@@ -305,15 +295,10 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
   // gradient) is packed in column blocks first, as the steps' weights are: rows of a
   // column block in W's layout are a page apart. Measured, the input projection of a
   // second layer, 16384x512x2048: 84 -> 71 ms; 16384x1024x2048: 156 -> 139 ms.
-  const bool b_is_wt = b_in.stride(0) == 1 && b_in.stride(1) == K;  // W^T of a whole W
-  const bool pack_b = blocks.row_blocks > 1 && (b_is_wt || b_in.is_contiguous());
+  const bool pack_b = blocks.row_blocks > 1;
   const at::Tensor b = b_in.stride(1) == 1 || pack_b ? b_in : contiguous_buffer(b_in);
   const PackedWeight<float> packed_b =
-      pack_b ? (b_is_wt ? PackedWeight<float>::pack(b.data_ptr<float>(), N, K, true, N,
-                                                             ProductBlocks::kColumns)
-                                 : PackedWeight<float>::pack(b.data_ptr<float>(), K, N, false, N,
-                                                             ProductBlocks::kColumns))
-             : PackedWeight<float>{};
+      pack_b ? PackedWeight<float>::for_product(b) : PackedWeight<float>{};
   const float* A = a.data_ptr<float>();
   const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   float* C = c.data_ptr<float>();
@@ -345,21 +330,21 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
 }
 
 // C = A B (+ bias) for bfloat16 CPU tensors A [M, K] (rows contiguous) and B [K, N], K
-// even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: B packed once (VNNI),
-// each block accumulated in float32 over the depth slices, the bias added there, rounded
-// once. Measured against at::mm in bf16 (oneDNN's matmul) on two Zen 5 cores: input
-// projection 16384x128x2048 with bias, 15.5 vs 27-32 ms (F.linear); weight gradients
-// 513x16384x512 14 vs 19-20 ms, 513x16384x2048 51 vs 60 ms (packing B included: 4 ms).
+// even, as a new bf16 [M, N] tensor, through the bf16 micro-kernel: B packed once in VNNI
+// column blocks (PackedWeight::for_product), each block accumulated in float32 over the
+// depth slices, the bias added there, rounded once. Measured against at::mm in bf16
+// (oneDNN's matmul) on two Zen 5 cores: input projection 16384x128x2048 with bias, 14 vs
+// 27-32 ms (F.linear); weight gradients 513x16384x512 14 vs 19-20 ms, 513x16384x2048 46 vs
+// 60 ms (packing B included).
 inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b,
                                      const c10::optional<at::Tensor>& bias = c10::nullopt) {
   const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;
-  const at::Tensor packed = pack_vnni(b);
+  const auto packed = PackedWeight<c10::BFloat16>::for_product(b);
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
   const c10::BFloat16* A = a.data_ptr<c10::BFloat16>();
-  const c10::BFloat16* B = packed.data_ptr<c10::BFloat16>();
   const float* bias_data = bias.has_value() ? bias_float.data_ptr<float>() : nullptr;
   c10::BFloat16* C = c.data_ptr<c10::BFloat16>();
   const int64_t lda = a.stride(0);
@@ -371,8 +356,8 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
         block.resize(m * n);
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {  // slices stay even
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
-          micro_kernel(m, n, k, lda, N, n, k0 > 0, A + m0 * lda + k0,
-                       B + (k0 / 2 * N + n0) * 2, block.data());
+          packed.multiply_block(m, k, A + m0 * lda + k0, lda, k0, n0, n, k0 > 0, block.data(),
+                                n);
         }
         for (int64_t i = 0; i < m; ++i) {
           c10::BFloat16* out = C + (m0 + i) * N + n0;
