@@ -298,6 +298,16 @@ def test_stop_at_and_compare(tmp_path, capsys):
     assert "no metrics.csv" in capsys.readouterr().err
 
 
+def test_compare_survives_a_run_that_reached_the_target_at_zero_seconds():
+    from fastrnn.examples.curves import compare_runs
+    row = dict(step=4, seconds=0.0, loss=1.0, metric="per_element", value=0.5)
+    lines = compare_runs({"fast": [row], "ref": [dict(row, seconds=0.02)]}, 0.1, True)
+    assert "not measurable" in lines[2]
+    lines = compare_runs({"fast": [dict(row, seconds=0.01)], "ref": [dict(row, seconds=0.02)]},
+                         0.1, True)
+    assert lines[2].endswith("= 2.00x")
+
+
 def test_recipes_quick_and_explicit_flags():
     from fastrnn.examples import TASKS
     for name, task_cls in TASKS.items():

@@ -28,7 +28,7 @@ class MetricsLog:
 
     def add(self, step, seconds, loss, metric, value):
         with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([step, f"{seconds:.2f}", f"{loss:.5f}", metric,
+            csv.writer(f).writerow([step, f"{seconds:.4f}", f"{loss:.5f}", metric,
                                     f"{value:.5f}"])
 
 
@@ -110,8 +110,10 @@ def compare_runs(runs, target, higher_is_better, png_path=None):
                          f"min, step {hit[1]}; best {best:.3f})")
     labels = list(runs)
     if len(labels) >= 2 and labels[0] in reached and labels[1] in reached:
-        lines.append(f"time to {metric} {target}: {labels[1]} / {labels[0]} = "
-                     f"{reached[labels[1]] / reached[labels[0]]:.2f}x")
+        first, second = reached[labels[0]], reached[labels[1]]
+        # A run can reach the target before the clock's resolution (older logs kept 0.01 s).
+        ratio = f"{second / first:.2f}x" if first > 0 else "not measurable (reached at 0 s)"
+        lines.append(f"time to {metric} {target}: {labels[1]} / {labels[0]} = {ratio}")
     plt = pyplot()
     if png_path and plt is not None:
         fig, ax = plt.subplots(figsize=(6.5, 4))
