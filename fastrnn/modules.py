@@ -139,6 +139,14 @@ class _FusedRNNMixin:
 
     reset_after = True
 
+    def __init__(self, mode, *args, **kwargs):
+        super().__init__(mode, *args, **kwargs)
+        # torch.nn checks bias and batch_first here but lets a non-bool bidirectional through
+        # to a cryptic error in its forward; a truthy string would silently double the layer.
+        if not isinstance(self.bidirectional, bool):
+            raise TypeError(f"bidirectional should be of type bool, got: "
+                            f"{type(self.bidirectional).__name__}")
+
     # ------------------------------------------------------------ argument checks
     def _name(self):
         return f"fastrnn.{type(self).__name__}"
@@ -442,8 +450,10 @@ class GRU(_FusedRNNMixin, nn.RNNBase):
     def __init__(self, *args, reset_after: bool = True, **kwargs):
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after should be of type bool, got: {type(reset_after).__name__}")
         super().__init__("GRU", *args, **kwargs)
-        self.reset_after = bool(reset_after)
+        self.reset_after = reset_after
 
     def extra_repr(self):
         text = super().extra_repr()

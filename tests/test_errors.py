@@ -180,3 +180,18 @@ def test_dtype_and_device_errors_are_caught_as_torch_nn_raises(case):
             assert isinstance(caught.value, fastrnn.IncompatibleTensorError)
             assert isinstance(caught.value, ValueError) and isinstance(caught.value, RuntimeError)
             assert caught.value.args[0].startswith("fastrnn.GRU: ")
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("flag", ["bidirectional", "batch_first", "bias"])
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_constructor_flags_must_be_bool(kind, flag, value):
+    # torch.nn's constructor checks bias and batch_first; fastrnn checks bidirectional too
+    # rather than reading a truthy string as True.
+    with pytest.raises(TypeError, match=f"{flag} should be of type bool, got: "):
+        getattr(fastrnn, kind)(4, 5, **{flag: value})
+
+
+def test_reset_after_must_be_bool():
+    with pytest.raises(TypeError, match="reset_after should be of type bool, got: str"):
+        fastrnn.GRU(4, 5, reset_after="False")
