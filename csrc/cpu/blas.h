@@ -104,11 +104,14 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
 }
 
 // Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H, in parallel
-// once there is enough work to pay for waking threads.
+// once there is enough work to pay for waking threads: tasks of 4096 elements (an LSTM step
+// at B=32, H=256, 8192 units, ran on one thread in tasks of 8192: its cells 6.3 of the
+// step's 42 us; in two tasks the layer's forward measured 2-10% faster, the GRU's 3-8%,
+// forward+backward 2-8%; tasks of 2048 made B=16, H=128 steps slower).
 template <class Body>
 inline void parallel_rows(int64_t B, int64_t H, const Body& body) {
   constexpr int64_t block = 256;
-  constexpr int64_t elements_per_task = 8192;
+  constexpr int64_t elements_per_task = 4096;
   const int64_t blocks_per_row = std::max<int64_t>(1, (H + block - 1) / block);
   const int64_t grain = std::max<int64_t>(1, elements_per_task / block);
   at::parallel_for(0, B * blocks_per_row, grain, [&](int64_t lo, int64_t hi) {
