@@ -451,7 +451,8 @@ class GRU(_FusedRNNMixin, nn.RNNBase):
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if not isinstance(reset_after, bool):
-            raise TypeError(f"reset_after should be of type bool, got: {type(reset_after).__name__}")
+            raise TypeError(f"reset_after should be of type bool, got: "
+                            f"{type(reset_after).__name__}")
         super().__init__("GRU", *args, **kwargs)
         self.reset_after = reset_after
 
