@@ -103,17 +103,19 @@ inline void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
   });
 }
 
-// Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H, in parallel
-// once there is enough work to pay for waking threads: tasks of 4096 elements (an LSTM step
-// at B=32, H=256, 8192 units, ran on one thread in tasks of 8192: its cells 6.3 of the
-// step's 42 us; in two tasks the layer's forward measured 2-10% faster, the GRU's 3-8%,
-// forward+backward 2-8%; tasks of 2048 made B=16, H=128 steps slower).
+// Runs body(b, j0, j1) over rows b < B and column blocks [j0, j1) of width H (at most 256),
+// in parallel once there is enough work to pay for waking a thread: chunks of at least
+// `elements_per_task` elements (when H < 256 a task is a row's H elements). 4096 by
+// default (a step of B=32, H=256, 8192 units, had run on one thread in chunks of 8192: the
+// LSTM's cells 6.3 of its 42 us; in two chunks the LSTM layer measured 2-10% faster, the
+// GRU 3-8%); an Elman RNN step of 4096 units measured 7-10% slower split in two (T=2048,
+// B=16, H=256: 27 -> 29 ms), its cell being cheap.
 template <class Body>
-inline void parallel_rows(int64_t B, int64_t H, const Body& body) {
+inline void parallel_rows(int64_t B, int64_t H, const Body& body,
+                          int64_t elements_per_task = 4096) {
   constexpr int64_t block = 256;
-  constexpr int64_t elements_per_task = 4096;
   const int64_t blocks_per_row = std::max<int64_t>(1, (H + block - 1) / block);
-  const int64_t grain = std::max<int64_t>(1, elements_per_task / block);
+  const int64_t grain = std::max<int64_t>(1, elements_per_task / std::min(block, H));
   at::parallel_for(0, B * blocks_per_row, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const int64_t b = k / blocks_per_row;

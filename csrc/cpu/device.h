@@ -165,6 +165,10 @@ struct CpuDevice {
   }
 
   // ---- LSTM
+  // An LSTM cell costs five activations: its steps split over the threads from 2048 units
+  // on (T=2048, B=16, H=256, 4096 units: the cells 6.8 us of a 25 us step on one thread;
+  // the layer's forward 70 against 74-77 ms in two halves).
+  static constexpr int64_t kLstmCellsPerTask = 2048;
   template <class T, class A>
   void lstm_forward_step(const LstmForwardStep<T, A>& a) const {
     const int64_t H = a.step.H, G = 4 * H;
@@ -206,7 +210,7 @@ struct CpuDevice {
           lanes.store(a.out + e + j, h);
         }
       });
-    });
+    }, kLstmCellsPerTask);
   }
 
   // After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0. [B, P]
@@ -251,7 +255,7 @@ struct CpuDevice {
         lanes.store(a.dc + e, dc_prev);
         if (a.zero_dh) lanes.store(a.dh + e, V(A(0)));
       });
-    });
+    }, kLstmCellsPerTask);
   }
 
   // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
