@@ -115,7 +115,8 @@ inline void parallel_rows(int64_t B, int64_t H, const Body& body,
                           int64_t elements_per_task = 4096) {
   constexpr int64_t block = 256;
   const int64_t blocks_per_row = std::max<int64_t>(1, (H + block - 1) / block);
-  const int64_t grain = std::max<int64_t>(1, elements_per_task / std::min(block, H));
+  const int64_t task = std::clamp<int64_t>(H, 1, block);  // elements per (row, block) task
+  const int64_t grain = std::max<int64_t>(1, elements_per_task / task);
   at::parallel_for(0, B * blocks_per_row, grain, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const int64_t b = k / blocks_per_row;
