@@ -134,6 +134,12 @@ def _repack(output, like: PackedSequence, cpu_lengths):
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
+def _require_bool(name, value):
+    """torch.nn's own wording for its bias and batch_first checks."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
+
+
 class _FusedRNNMixin:
     """forward() for a torch.nn.RNNBase subclass, running fastrnn's kernels."""
 
@@ -143,9 +149,7 @@ class _FusedRNNMixin:
         super().__init__(mode, *args, **kwargs)
         # torch.nn checks bias and batch_first here but lets a non-bool bidirectional through
         # to a cryptic error in its forward; a truthy string would silently double the layer.
-        if not isinstance(self.bidirectional, bool):
-            raise TypeError(f"bidirectional should be of type bool, got: "
-                            f"{type(self.bidirectional).__name__}")
+        _require_bool("bidirectional", self.bidirectional)
 
     # ------------------------------------------------------------ argument checks
     def _name(self):
@@ -450,9 +454,7 @@ class GRU(_FusedRNNMixin, nn.RNNBase):
     def __init__(self, *args, reset_after: bool = True, **kwargs):
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
-        if not isinstance(reset_after, bool):
-            raise TypeError(f"reset_after should be of type bool, got: "
-                            f"{type(reset_after).__name__}")
+        _require_bool("reset_after", reset_after)
         super().__init__("GRU", *args, **kwargs)
         self.reset_after = reset_after
 
