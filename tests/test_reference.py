@@ -84,13 +84,14 @@ def test_float32_against_float64_reference(device, kind):
 
 
 @pytest.mark.parametrize("kind", list(KINDS) + ["gru_reset_before"])
-@pytest.mark.parametrize("hidden", [72, 300])
+@pytest.mark.parametrize("hidden", [72, 300, 740])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 5, 4]])
 def test_wide_layers_float32(kind, hidden, lengths):
     """The CPU packs each weight into column blocks of at most 256 that never cross a gate
     (csrc/cpu/brgemm.h): a gate 300 wide holds a 256 and a 44 block; a 72-wide backward
-    product is split in blocks of 64 and 8 to feed both threads; the reset-before GRU
-    multiplies W_hn alone. float32 against the float64 reference, forward and backward,
+    product is split in blocks of 64 and 8 to feed both threads; a weight of 2 MB or more
+    at a batch of 32 or less (740: every cell's) goes in blocks of 32, a gate's last block
+    4 wide; the reset-before GRU multiplies W_hn alone. float32 against the float64 reference, forward and backward,
     with variable lengths too (fewer rows in a step's product)."""
     torch.manual_seed(0)
     if kind == "gru_reset_before":

@@ -66,8 +66,11 @@ struct CpuDevice {
       for (const WeightShape& w : weights) {
         if (w.data == nullptr || (bf16 && (transposed_b ? w.cols : w.rows) % 2 != 0)) continue;
         const int64_t segment = transposed_b ? w.rows / w.gates : w.cols;
-        packed<T>(*this).push_back(PackedWeight<T>::pack(
-            static_cast<const T*>(w.data), w.rows, w.cols, transposed_b, segment));
+        const bool streamed = rows <= kNarrowBlockMaxRows &&
+                              w.rows * w.cols * int64_t{sizeof(T)} >= kNarrowBlockMinBytes;
+        packed<T>(*this).push_back(PackedWeight<T>::pack(static_cast<const T*>(w.data), w.rows,
+                                                         w.cols, transposed_b, segment,
+                                                         streamed ? kNarrowBlock : 0));
       }
     }
   }
