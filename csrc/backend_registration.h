@@ -20,6 +20,7 @@
     m.impl("gru_backward", &fastrnn::gru_backward);                                       \
     m.impl("rnn_forward", &fastrnn::rnn_forward);                                         \
     m.impl("rnn_backward", &fastrnn::rnn_backward);                                       \
+    m.impl("stack_forward", &fastrnn::stack_forward);                                     \
     m.impl("linear", &fastrnn::linear);                                                   \
     m.impl("linear_weight_grads", &fastrnn::linear_weight_grads);                         \
   }

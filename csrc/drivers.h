@@ -45,6 +45,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
     c10::string_view nonlinearity);
 
+std::tuple<Tensor, Tensor, Tensor> stack_forward(
+    c10::string_view mode, const Tensor& x, const Tensor& h0, const optional<Tensor>& c0,
+    const c10::List<optional<Tensor>>& weights, int64_t num_layers, bool bidirectional,
+    const optional<Tensor>& lengths, bool reset_after);
+
 Tensor linear(const Tensor& input, const Tensor& weight, const optional<Tensor>& bias);
 std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor& grad_output,
                                                bool with_bias);

@@ -42,6 +42,14 @@ TORCH_LIBRARY(fastrnn, m) {
       "rnn_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
       "bool reverse, str nonlinearity, bool save_for_backward) -> "
       "(Tensor output, Tensor h_n, Tensor hs)");
+  // Inference (nothing saved for backward) through a whole stack: per layer and direction
+  // the input projection and the walk above. weights: 5 per layer and direction, layer-major
+  // (w_ih, w_hh, b_ih, b_hh, w_hr; None where absent); mode LSTM, GRU, RNN_TANH, RNN_RELU;
+  // c_n is empty but for an LSTM.
+  m.def(
+      "stack_forward(str mode, Tensor x, Tensor h0, Tensor? c0, Tensor?[] weights, "
+      "int num_layers, bool bidirectional, Tensor? lengths, bool reset_after) -> "
+      "(Tensor output, Tensor h_n, Tensor c_n)");
   m.def(
       "rnn_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
       "Tensor? lengths, bool reverse, str nonlinearity) -> "

@@ -14,7 +14,7 @@ ops = torch.ops.fastrnn
 
 OPERATORS = (
     "linear", "linear_weight_grads", "lstm_forward", "lstm_backward", "gru_forward",
-    "gru_backward", "rnn_forward", "rnn_backward",
+    "gru_backward", "rnn_forward", "rnn_backward", "stack_forward",
 )
 
 
@@ -154,6 +154,17 @@ def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlin
     T1, B, H = hs.shape
     return (hs.new_empty((T1 - 1, B, H)), hs.new_empty((B, H)), w_hh.new_empty(w_hh.shape),
             hs.new_empty((H,)))
+
+
+@torch.library.register_fake("fastrnn::stack_forward")
+def _stack_forward_fake(mode, x, h0, c0, weights, num_layers, bidirectional, lengths,
+                        reset_after):
+    _check_devices("stack_forward", "x", x, h0=h0, c0=c0, lengths=lengths,
+                   **{f"weights[{i}]": w for i, w in enumerate(weights)})
+    T, B = x.shape[:2]
+    directions = 2 if bidirectional else 1
+    c_n = c0.new_empty(c0.shape) if mode == "LSTM" else _empty(h0)
+    return x.new_empty((T, B, directions * h0.shape[-1])), h0.new_empty(h0.shape), c_n
 
 
 # ---------------------------------------------------------------- autograd

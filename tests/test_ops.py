@@ -199,3 +199,85 @@ def test_linear_checks_its_arguments():
         ops.linear(torch.randn(3, 4), torch.randn(5, 4), torch.randn(4))
     with pytest.raises(RuntimeError, match="weight must be Float"):
         ops.linear(torch.randn(3, 4), torch.randn(5, 4, dtype=torch.float64), None)
+
+
+# ---- inference through a whole stack in one call (stack_forward)
+
+STACK_KINDS = ["lstm", "lstm_proj", "gru", "gru_reset_before", "rnn_tanh", "rnn_relu"]
+
+
+def _stack_layer(kind, dtype, bidirectional, bias=True):
+    torch.manual_seed(0)
+    if kind == "gru_reset_before":
+        return fastrnn.GRU(6, 8, num_layers=3, bidirectional=bidirectional, bias=bias,
+                           reset_after=False, dtype=dtype)
+    from helpers import KINDS
+    _, cls, extra = KINDS[kind]
+    return cls(6, 8, num_layers=3, bidirectional=bidirectional, bias=bias, dtype=dtype,
+               **extra)
+
+
+@pytest.mark.parametrize("kind", STACK_KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_in_one_call_equals_the_layer_by_layer_path(monkeypatch, kind,
+                                                              bidirectional, packed, dtype):
+    """Under no_grad a CPU stack runs as one stack_forward call: the same operators in the
+    same order as the layer-by-layer path, so the same bits (batch of one and T=1 too)."""
+    from fastrnn import functional
+    if dtype == torch.bfloat16 and not fastrnn._ops.CPU_BF16_GEMM:
+        pytest.skip("no bfloat16 GEMM instructions here: torch.nn runs instead")
+    layer = _stack_layer(kind, dtype, bidirectional, bias=kind != "rnn_relu").eval()
+    calls = []
+    original = functional._runs_in_one_call
+    monkeypatch.setattr(functional, "_runs_in_one_call",
+                        lambda *a: calls.append(original(*a)) or calls[-1])
+    for T, B in [(7, 5), (1, 1)]:
+        torch.manual_seed(T)
+        x = torch.randn(T, B, 6, dtype=dtype)
+        if packed and B > 1:
+            x = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor([7, 3, 5, 1, 7]),
+                                                        enforce_sorted=False)
+        with torch.no_grad():
+            one_call = layer(x)
+            monkeypatch.setattr(functional, "_runs_in_one_call", lambda *a: False)
+            layer_by_layer = layer(x)
+            monkeypatch.setattr(functional, "_runs_in_one_call",
+                                lambda *a: calls.append(original(*a)) or calls[-1])
+        flat = lambda r: [r[0].data if packed and B > 1 else r[0],
+                          *(r[1] if isinstance(r[1], tuple) else (r[1],))]
+        for got, want in zip(flat(one_call), flat(layer_by_layer)):
+            assert torch.equal(got, want)
+    assert calls == [True, True]  # the one-call path did run
+
+
+def test_what_runs_in_one_call():
+    from fastrnn.functional import LayerWeights, _runs_in_one_call
+    weights = [LayerWeights(torch.randn(15, 4), torch.randn(15, 5), None, None, None)]
+    x = torch.randn(3, 2, 4)
+    assert _runs_in_one_call(x, weights, 0.0, True)
+    assert _runs_in_one_call(x, weights, 0.5, False)  # eval: no dropout
+    assert not _runs_in_one_call(x, weights, 0.5, True)  # dropout drawn between layers
+    assert not _runs_in_one_call(x.double(), weights, 0.0, False)  # F.linear projects
+    assert not _runs_in_one_call(x[:, :0], weights, 0.0, False)  # empty batch
+    long = torch.empty(1, 1, 4).expand(1 << 20, 16, 4)  # 1 GB of projected gates: chunks
+    assert not _runs_in_one_call(long, weights, 0.0, False)
+
+
+@pytest.mark.parametrize("mode,gates", [("LSTM", 4), ("GRU", 3), ("RNN_TANH", 1)])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_opcheck_stack_forward(mode, gates, bidirectional):
+    torch.manual_seed(0)
+    D, L, T, B, I, H = (2 if bidirectional else 1), 2, 4, 3, 5, 6
+    weights = []
+    for layer in range(L):
+        for _ in range(D):
+            width = I if layer == 0 else D * H
+            weights += [torch.randn(gates * H, width), torch.randn(gates * H, H),
+                        torch.randn(gates * H), torch.randn(gates * H), None]
+    h0 = torch.randn(L * D, B, H)
+    c0 = torch.randn(L * D, B, H) if mode == "LSTM" else None
+    args = [mode, torch.randn(T, B, I), h0, c0, weights, L, bidirectional,
+            torch.tensor([4, 2, 3]), True]
+    torch.library.opcheck(ops.stack_forward, args)
