@@ -66,7 +66,7 @@ struct CpuDevice {
       for (const WeightShape& w : weights) {
         if (w.data == nullptr || (bf16 && (transposed_b ? w.cols : w.rows) % 2 != 0)) continue;
         const int64_t segment = transposed_b ? w.rows / w.gates : w.cols;
-        const bool streamed = rows <= kNarrowBlockMaxRows &&
+        const bool streamed = !bf16 && rows <= kNarrowBlockMaxRows &&
                               w.rows * w.cols * int64_t{sizeof(T)} >= kNarrowBlockMinBytes;
         packed<T>(*this).push_back(PackedWeight<T>::pack(static_cast<const T*>(w.data), w.rows,
                                                          w.cols, transposed_b, segment,
