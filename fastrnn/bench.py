@@ -189,11 +189,12 @@ def gemm_peak_gflops(device, dtype, rows=64, repeats=20):
     """The rate of a plain product in this run, 64 x 512 x 2048 (a recurrent step's shape,
     its output staying in cache) through the fastest GEMM fastrnn has here (brgemm on the
     CPU in float32 and bfloat16, torch.mm otherwise): each case's useful GFLOP/s over it is
-    an efficiency that does not depend on the machine. (CPU bfloat16: 1024 rows, as the
-    product packs its weight at every call, which a layer does once per sequence.)"""
+    an efficiency that does not depend on the machine. (fastrnn's own CPU product: 1024
+    rows, as it packs or copies its B at every call, which a layer does once per sequence;
+    at 64 rows that copy made the "peak" slower than the layers' own steps.)"""
     own_product = device.type == "cpu" and (
         dtype == torch.float32 or (dtype == torch.bfloat16 and fastrnn._ops.CPU_BF16_GEMM))
-    if own_product and dtype == torch.bfloat16:
+    if own_product:
         rows = 1024
     a = torch.randn(rows, 512, device=device, dtype=dtype)
     # W^T stored by rows (as fastrnn packs a recurrent weight), so no copy is timed
