@@ -30,6 +30,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch._C._autograd import DeviceType
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
@@ -136,7 +137,10 @@ def timer(device):
 def peak_memory_mb(fn, device):
     """Peak memory that one call of fn holds at once beyond what existed before, in MB:
     on CUDA the caching allocator's peak; on the CPU the running total of the allocations
-    and frees torch's profiler records (torch's CPU allocator, which the kernels use)."""
+    and frees torch's profiler records, in time order (torch's CPU allocator and fastrnn's
+    buffer cache report to it), inside operators too: a buffer an operator allocates and
+    frees before it returns (the input gates of fastrnn's whole-stack inference, a
+    workspace of torch.nn's) counts while it lives."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -144,10 +148,16 @@ def peak_memory_mb(fn, device):
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    with _stderr_silenced(), torch.autograd.profiler.profile(profile_memory=True) as prof:
+    with _stderr_silenced(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    changes = sorted((e.time_range.start, e.self_cpu_memory_usage)
-                     for e in prof.function_events if e.self_cpu_memory_usage)
+    try:  # every allocation and free with its time, those inside an operator too
+        changes = sorted((e.start_ns(), e.nbytes())
+                         for e in prof.profiler.kineto_results.events()
+                         if e.name() == "[memory]" and e.device_type() == DeviceType.CPU)
+    except AttributeError:  # a torch without these: each operator's net change only
+        changes = sorted((e.time_range.start, e.self_cpu_memory_usage)
+                         for e in prof.events() if e.self_cpu_memory_usage)
     total = peak = 0
     for _, nbytes in changes:
         total += nbytes
