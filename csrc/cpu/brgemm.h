@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cpu/buffer_cache.h"
+#include "cpu/levels.h"
 
 namespace fastrnn {
 namespace cpu {
@@ -393,12 +394,12 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
           packed.multiply_block(m, k, A + m0 * lda + k0, lda, k0, n0, n, k0 > 0, block.data(),
                                 n);
         }
+        // rounded on the SIMD level's vectors: element by element, the rounding took a
+        // sixth of a bf16 LSTM forward (16384 x 2048 outputs for its input projection)
         for (int64_t i = 0; i < m; ++i) {
-          c10::BFloat16* out = C + (m0 + i) * N + n0;
-          const float* row = block.data() + i * n;
-          for (int64_t j = 0; j < n; ++j) {
-            out[j] = c10::BFloat16(bias_data == nullptr ? row[j] : row[j] + bias_data[n0 + j]);
-          }
+          simd_level().round_to_bf16(n, block.data() + i * n,
+                                     bias_data == nullptr ? nullptr : bias_data + n0,
+                                     C + (m0 + i) * N + n0);
         }
       },
       [] { release_micro_kernel<c10::BFloat16>(); });

@@ -93,6 +93,14 @@ void gemv_bf16(int64_t N, int64_t K, const c10::BFloat16* w, int64_t ldw,
   std::copy_n(sums.begin(), N, y);
 }
 
+void round_to_bf16(int64_t n, const float* src, const float* bias, c10::BFloat16* dst) {
+  for_each_lane<float>(0, n, [&](auto lanes, int64_t j) {
+    const auto sum = bias == nullptr ? lanes.load(src + j)
+                                     : lanes.load(src + j) + lanes.load(bias + j);
+    lanes.store(dst + j, sum);
+  });
+}
+
 #define FASTRNN_NAME_OF(level) #level
 #define FASTRNN_NAME(level) FASTRNN_NAME_OF(level)
 
@@ -100,7 +108,8 @@ void gemv_bf16(int64_t N, int64_t K, const c10::BFloat16* w, int64_t ldw,
 const SimdLevel* level() {
   static const Backend layers{&lstm_forward, &lstm_backward, &gru_forward,
                               &gru_backward, &rnn_forward,   &rnn_backward};
-  static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16};
+  static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16,
+                               &round_to_bf16};
   return &level;
 }
 

@@ -21,6 +21,9 @@ struct SimdLevel {
   // The same in bfloat16, summed in float32 and rounded once.
   void (*gemv_bf16)(int64_t N, int64_t K, const c10::BFloat16* w, int64_t ldw,
                     const c10::BFloat16* x, const c10::BFloat16* bias, c10::BFloat16* y);
+  // dst [n] = src [n] (+ bias [n] where not null), rounded to bfloat16 (nearest even): a
+  // bf16 product's float32 accumulator, written out.
+  void (*round_to_bf16)(int64_t n, const float* src, const float* bias, c10::BFloat16* dst);
 };
 
 // The level ATen runs its own CPU kernels at (ATEN_CPU_CAPABILITY honoured), or the
