@@ -5,7 +5,6 @@
 // Python and the dispatch around each: a generation step of 3 layers (B=1, T=1) measured
 // on two Sapphire Rapids cores, GRU H=512 517 -> 459 us (torch.nn 462), H=16 85 -> 60 us
 // (torch.nn 72), LSTM H=512 694 -> 586 us.
-#include "checks.h"
 #include "drivers.h"
 
 namespace fastrnn {
@@ -45,23 +44,22 @@ std::tuple<Tensor, Tensor, Tensor> stack_forward(
           fastrnn::linear(layer_input.reshape({T * B, layer_input.size(2)}), *w_ih, weight(2))
               .view({T, B, w_ih->size(0)});
       const bool reverse = direction == 1;
+      Tensor output, h;
       if (lstm) {
-        auto result = lstm_forward(gates, h0[k], (*c0)[k], *w_hh, weight(3), weight(4),
-                                   lengths, reverse, false);
-        outputs.push_back(std::get<0>(result));
-        h_n.push_back(std::get<1>(result));
-        c_n.push_back(std::get<2>(result));
+        Tensor c;
+        std::tie(output, h, c, std::ignore, std::ignore, std::ignore, std::ignore) =
+            lstm_forward(gates, h0[k], (*c0)[k], *w_hh, weight(3), weight(4), lengths,
+                         reverse, false);
+        c_n.push_back(c);
       } else if (gru) {
-        auto result = gru_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse,
-                                  reset_after, false);
-        outputs.push_back(std::get<0>(result));
-        h_n.push_back(std::get<1>(result));
+        std::tie(output, h, std::ignore, std::ignore, std::ignore) =
+            gru_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, reset_after, false);
       } else {
-        auto result = rnn_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse,
-                                  nonlinearity, false);
-        outputs.push_back(std::get<0>(result));
-        h_n.push_back(std::get<1>(result));
+        std::tie(output, h, std::ignore) =
+            rnn_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, nonlinearity, false);
       }
+      outputs.push_back(output);
+      h_n.push_back(h);
     }
     if (directions == 1) {
       layer_input = outputs[0];

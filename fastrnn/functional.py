@@ -60,11 +60,21 @@ def input_projection(x, weight, bias):
     AVX2 path on AMD processors and measured 1.5-2.4x slower here, 2x for a single row), in
     bfloat16 through brgemm's bf16 micro-kernel (F.linear measured 27-32 ms against 15.5 ms
     for 16384 x 128 x 2048), elsewhere F.linear."""
-    if x.device.type == "cpu" and x.numel() > 0 and (
-            x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16_GEMM)):
+    if _projects_itself(x):
         flat = ops.linear(x.reshape(-1, x.shape[-1]), weight, bias)
         return flat.view(*x.shape[:-1], weight.shape[0])
     return F.linear(x, weight, bias)
+
+
+def _projects_itself(x):
+    """Whether input_projection runs fastrnn's own product on x (else F.linear)."""
+    return x.device.type == "cpu" and x.numel() > 0 and (
+        x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16_GEMM))
+
+
+def _steps_per_chunk(x, gate_width):
+    """How many time steps of x one piece of CPU inference projects (INFERENCE_CHUNK_BYTES)."""
+    return max(1, INFERENCE_CHUNK_BYTES // max(1, x.shape[1] * gate_width * x.element_size()))
 
 
 def _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse, save_for_backward,
@@ -89,8 +99,7 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
               reset_after=True):
     """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
     T, B = x.shape[0], x.shape[1]
-    gate_width = weights.w_ih.shape[0]
-    chunk = max(1, INFERENCE_CHUNK_BYTES // max(1, B * gate_width * x.element_size()))
+    chunk = _steps_per_chunk(x, weights.w_ih.shape[0])
     if (save_for_backward or chunk >= T or x.device.type != "cpu"
             or torch.compiler.is_compiling()):
         input_gates = input_projection(x, weights.w_ih, weights.b_ih)
@@ -145,12 +154,10 @@ def _runs_in_one_call(x, weights, dropout, training):
     same order as _stack's: on the CPU where the input projection is fastrnn's own
     (input_projection), no dropout to draw between layers, and every layer's projection in
     one piece (run_layer's chunks)."""
-    if x.device.type != "cpu" or x.numel() == 0 or (dropout > 0 and training):
-        return False
-    if not (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16_GEMM)):
+    if not _projects_itself(x) or (dropout > 0 and training):
         return False
     widest = max(layer.w_ih.shape[0] for layer in weights)
-    return x.shape[0] * x.shape[1] * widest * x.element_size() <= INFERENCE_CHUNK_BYTES
+    return _steps_per_chunk(x, widest) >= x.shape[0]
 
 
 def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training, lengths,
