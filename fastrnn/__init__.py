@@ -6,7 +6,8 @@ check_build()  # before loading the extension: a clear error for a missing or mi
 import torch  # noqa: E402
 
 from . import _ops  # noqa: E402
-from .modules import GRU, LSTM, RNN, IncompatibleTensorError, convert, to_torch  # noqa: E402
+from .modules import (GRU, LSTM, RNN, IncompatibleTensorError, InvalidShapeError,  # noqa: E402
+                      NotATensorError, convert, to_torch)
 
 torch.ops.fastrnn.cpu_cache_stats()  # a bad FASTRNN_CPU_CACHE_MB is an error here, not later
 
@@ -72,5 +73,6 @@ def empty_cache():
     torch.ops.fastrnn.cpu_cache_release()
 
 
-__all__ = ["LSTM", "GRU", "RNN", "IncompatibleTensorError", "convert", "to_torch", "build_info",
+__all__ = ["LSTM", "GRU", "RNN", "IncompatibleTensorError", "InvalidShapeError", "NotATensorError",
+           "convert", "to_torch", "build_info",
            "cpu_cache_info", "set_cpu_cache_limit", "empty_cache"]

@@ -32,6 +32,17 @@ class IncompatibleTensorError(TypeError, ValueError, RuntimeError):
     torch.nn's errors catches it unchanged."""
 
 
+class InvalidShapeError(ValueError, RuntimeError):
+    """An input, state or PackedSequence whose shape does not fit the layer. torch.nn
+    raises RuntimeError for these, Python code expects ValueError for a bad argument: this
+    is both."""
+
+
+class NotATensorError(TypeError, AttributeError):
+    """An input or state that is not a tensor. torch.nn fails on these with AttributeError
+    (it calls ``.dim()`` on them), Python code expects TypeError: this is both."""
+
+
 def _warn_once(message):
     if message not in _warned:
         _warned.add(message)
@@ -106,20 +117,20 @@ def _check_batch_sizes(name, batch_sizes, num_rows):
     summing to the number of rows of its data (unpacking trusts all of this)."""
     if (not isinstance(batch_sizes, torch.Tensor) or batch_sizes.dim() != 1
             or batch_sizes.dtype != torch.int64 or batch_sizes.device.type != "cpu"):
-        raise ValueError(f"{name}: PackedSequence.batch_sizes must be a 1-D int64 CPU tensor, "
-                         f"got {batch_sizes!r}")
+        raise InvalidShapeError(f"{name}: PackedSequence.batch_sizes must be a 1-D int64 "
+                                f"CPU tensor, got {batch_sizes!r}")
     if batch_sizes.numel() == 0:
-        raise ValueError(f"{name}: PackedSequence.batch_sizes is empty")
+        raise InvalidShapeError(f"{name}: PackedSequence.batch_sizes is empty")
     if bool((batch_sizes <= 0).any()):
-        raise ValueError(f"{name}: PackedSequence.batch_sizes must be positive, got "
-                         f"{batch_sizes.tolist()}")
+        raise InvalidShapeError(f"{name}: PackedSequence.batch_sizes must be positive, got "
+                                f"{batch_sizes.tolist()}")
     if bool((batch_sizes[1:] > batch_sizes[:-1]).any()):
-        raise ValueError(f"{name}: PackedSequence.batch_sizes must be non-increasing, got "
-                         f"{batch_sizes.tolist()}")
+        raise InvalidShapeError(f"{name}: PackedSequence.batch_sizes must be non-increasing, "
+                                f"got {batch_sizes.tolist()}")
     total = int(batch_sizes.sum())
     if total != num_rows:
-        raise ValueError(f"{name}: PackedSequence.batch_sizes sum to {total} but its data "
-                         f"has {num_rows} rows")
+        raise InvalidShapeError(f"{name}: PackedSequence.batch_sizes sum to {total} but its "
+                                f"data has {num_rows} rows")
 
 
 @torch.compiler.disable(reason=_PACKED_UNDER_COMPILE)
@@ -129,8 +140,8 @@ def _unpack(name, packed: PackedSequence) -> PaddedInput:
     for which in ("sorted_indices", "unsorted_indices"):
         indices = getattr(packed, which)
         if indices is not None and tuple(indices.shape) != (batch,):
-            raise ValueError(f"{name}: PackedSequence.{which} must have shape ({batch},), got "
-                             f"{tuple(indices.shape)}")
+            raise InvalidShapeError(f"{name}: PackedSequence.{which} must have shape ({batch},), "
+                                    f"got {tuple(indices.shape)}")
     # Padded in sorted order (no indices given), so the output packs back into the same
     # order as the input's data.
     x, cpu_lengths = pad_packed_sequence(PackedSequence(packed.data, packed.batch_sizes))
@@ -165,13 +176,13 @@ class _FusedRNNMixin:
     def _name(self):
         return f"fastrnn.{type(self).__name__}"
 
-    def _fail(self, message, error=ValueError):
+    def _fail(self, message, error=InvalidShapeError):
         raise error(f"{self._name()}: {message}")
 
     def _check_input(self, data, packed):
         if not isinstance(data, torch.Tensor):
             self._fail(f"input must be a Tensor or PackedSequence, got {type(data).__name__}",
-                       TypeError)
+                       NotATensorError)
         batched_dims = (2,) if packed else (2, 3)
         if data.dim() not in batched_dims:
             expected = " or ".join(f"{d}-D" for d in batched_dims)
@@ -257,7 +268,8 @@ class _FusedRNNMixin:
     def _explain_weight(self, name, weight, shape, data):
         """Raises the error for a parameter _check_weights refused."""
         if not isinstance(weight, torch.Tensor):
-            self._fail(f"{name} must be a Tensor, got {type(weight).__name__}", TypeError)
+            self._fail(f"{name} must be a Tensor, got {type(weight).__name__}",
+                       NotATensorError)
         if weight.device != data.device:
             self._fail(f"{name} is on {weight.device} but the input is on {data.device}; "
                        "move the layer or the input with .to() (a parameter left on the "
@@ -270,7 +282,8 @@ class _FusedRNNMixin:
 
     def _check_state(self, name, state, expected_shape, data, precision):
         if not isinstance(state, torch.Tensor):
-            self._fail(f"{name} must be a Tensor, got {type(state).__name__}", TypeError)
+            self._fail(f"{name} must be a Tensor, got {type(state).__name__}",
+                       NotATensorError)
         if tuple(state.shape) != tuple(expected_shape):
             self._fail(f"{name} must have shape {tuple(expected_shape)} "
                        f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")

@@ -195,3 +195,57 @@ def test_constructor_flags_must_be_bool(kind, flag, value):
 def test_reset_after_must_be_bool():
     with pytest.raises(TypeError, match="reset_after should be of type bool, got: str"):
         fastrnn.GRU(4, 5, reset_after="False")
+
+
+def _misuse_cases(kind):
+    """(name, args) pairs that torch.nn refuses: a 2-layer bidirectional layer of input 4,
+    hidden 3, at batch 2."""
+    def state(*shape):
+        return (torch.zeros(*shape), torch.zeros(*shape)) if kind == "LSTM" else torch.zeros(*shape)
+    x = torch.randn(5, 2, 4)
+    yield "1-D input", (torch.randn(4),)
+    yield "4-D input", (torch.randn(5, 2, 4, 1),)
+    yield "feature size", (torch.randn(5, 2, 3),)
+    yield "no time steps", (torch.randn(0, 2, 4),)
+    yield "unbatched, no time steps", (torch.randn(0, 4),)
+    yield "state layers", (x, state(5, 2, 3))
+    yield "state batch", (x, state(4, 3, 3))
+    yield "state size", (x, state(4, 2, 4))
+    yield "2-D state, batched input", (x, state(4, 3))
+    yield "3-D state, unbatched input", (torch.randn(5, 4), state(4, 2, 3))
+    packed = pack_padded_sequence(torch.randn(5, 3, 4), [5, 3, 2])
+    yield "packed, state batch", (packed, state(4, 2, 3))
+    yield "list input", ([[1.0] * 4] * 5,)
+    yield "None input", (None,)
+    yield "numpy input", (x.numpy(),)
+    if kind != "LSTM":
+        yield "list state", (x, [torch.zeros(4, 2, 3)])
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_misuse_raises_what_torch_nn_raises_and_more(kind):
+    # torch.nn raises RuntimeError for a bad shape and AttributeError for a non-tensor;
+    # fastrnn's errors are those classes too (plus ValueError / TypeError), so that code
+    # written against torch.nn catches them, and they name the layer
+    torch.manual_seed(0)
+    reference = getattr(torch.nn, kind)(4, 3, num_layers=2, bidirectional=True)
+    layer = getattr(fastrnn, kind)(4, 3, num_layers=2, bidirectional=True)
+    layer.load_state_dict(reference.state_dict())
+    for name, args in _misuse_cases(kind):
+        with pytest.raises(Exception) as expected:
+            reference(*args)
+        with pytest.raises(Exception) as caught:
+            layer(*args)
+        assert isinstance(caught.value, type(expected.value)), (name, caught.value, expected.value)
+        assert isinstance(caught.value, (ValueError, TypeError)), name
+        assert str(caught.value).startswith(f"fastrnn.{kind}: "), (name, caught.value)
+
+
+def test_misuse_error_classes():
+    gru = fastrnn.GRU(4, 3)
+    with pytest.raises(fastrnn.InvalidShapeError) as caught:
+        gru(torch.randn(5, 2, 3))
+    assert isinstance(caught.value, ValueError) and isinstance(caught.value, RuntimeError)
+    with pytest.raises(fastrnn.NotATensorError) as caught:
+        gru(torch.randn(5, 2, 4), "h0")
+    assert isinstance(caught.value, TypeError) and isinstance(caught.value, AttributeError)
