@@ -44,8 +44,8 @@ inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
   if (cpu_bf16 && a.size(1) % 2 == 0 && a.size(1) > 0 && cpu::brgemm_bf16_usable()) {
     return cpu::brgemm_matmul_bf16(a, b, bias);
   }
-  at::Tensor c = at::mm(a, b);
-  return bias.has_value() ? c.add_(*bias) : c;
+  // addmm adds the bias before the one rounding to a low-precision result (as F.linear)
+  return bias.has_value() ? at::addmm(*bias, a, b) : at::mm(a, b);
 }
 
 }  // namespace fastrnn

@@ -16,8 +16,18 @@ from fastrnn.testing import reference_rnn
 from helpers import KINDS, make_pair
 
 ATOL = 2e-3  # as on CUDA: a few bf16 roundings of values near 1
-native = pytest.mark.skipif(not _ops.CPU_BF16_GEMM,
-                            reason="no bfloat16 GEMM instructions here: torch.nn runs instead")
+
+
+@pytest.fixture
+def bf16_kernels(monkeypatch):
+    """fastrnn's bf16 kernels, on every processor: without bf16 GEMM instructions the layers
+    prefer torch.nn (the kernels would widen every product to float32, slower), but the
+    kernels and products run there too and must be as right."""
+    monkeypatch.setattr(_ops, "CPU_BF16_GEMM", True)
+    monkeypatch.setattr(fastrnn.functional, "CPU_BF16_GEMM", True)
+
+
+runs_fastrnn = pytest.mark.usefixtures("bf16_kernels")
 
 
 def run(module, x, state, packed_lengths=None):
@@ -78,19 +88,19 @@ def check_within_twice_torch(reference, torch_bf16, fast, packed_lengths=None, T
         assert fast_err <= 2 * torch_err + ATOL, (name, fast_err, torch_err)
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_layers_within_twice_torch_error(kind):
     check_within_twice_torch(*bf16_copies(kind, 32, num_layers=2, bidirectional=True))
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_packed_input(kind):
     check_within_twice_torch(*bf16_copies(kind, 32), packed_lengths=torch.tensor([9, 4, 7, 1, 9]))
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru"])
 @pytest.mark.parametrize("T", [1, 9])
 def test_batch_of_one(kind, T):
@@ -99,7 +109,7 @@ def test_batch_of_one(kind, T):
     check_within_twice_torch(*bf16_copies(kind, 32, num_layers=2), T=T, B=1)
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("hidden", [72, 300])
 def test_wide_layers(kind, hidden):
@@ -109,7 +119,7 @@ def test_wide_layers(kind, hidden):
                              packed_lengths=torch.tensor([9, 4, 7, 1, 9]))
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("hidden", [72, 300])
 def test_wide_reset_before_gru(hidden):
     # W_hn multiplies r * h alone: its block starts at a gate. Against fastrnn's float64
@@ -125,14 +135,14 @@ def test_wide_reset_before_gru(hidden):
         assert err <= 0.02 * scale + ATOL, (name, err, scale)
 
 
-@native
+@runs_fastrnn
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_relu"])
 def test_odd_hidden_size_takes_the_widened_products(kind):
     # K odd has no VNNI layout: those products are widened to float32 (gemm_bf16_widened)
     check_within_twice_torch(*bf16_copies(kind, 33))
 
 
-@native
+@runs_fastrnn
 def test_reset_before_gru():
     # torch.nn has no such GRU: the bound is the float64 reference's scale
     torch.manual_seed(0)
@@ -148,7 +158,7 @@ def test_reset_before_gru():
     assert (out.double() - exact).abs().max().item() <= 10 * ATOL
 
 
-@native
+@runs_fastrnn
 def test_dtypes_follow_torch():
     reference, torch_bf16, fast = bf16_copies("lstm_proj", 32)
     x, state = inputs(fast)
@@ -157,7 +167,7 @@ def test_dtypes_follow_torch():
         assert (out.dtype, h.dtype, c.dtype) == (torch.bfloat16,) * 3
 
 
-@native
+@runs_fastrnn
 def test_inference_matches_training_forward():
     # inference (nothing saved, one call for the layer) and training run the same products
     _, _, fast = bf16_copies("gru", 32, num_layers=2)
