@@ -198,19 +198,23 @@ class _NoSecondDerivative(torch.autograd.Function):
             "model back to torch.nn layers with fastrnn.to_torch(model) for that computation.")
 
 
-def _first_order(output, incoming, backward_op, *args):
+def _first_order(h_n, incoming, backward_op, *args):
     """Runs a backward operator on its arguments.
 
     Under create_graph=True its results are handed back behind _NoSecondDerivative, whose
-    inputs are the forward's output (through which every forward input is reached) and the
-    incoming gradients: a first-order use works, and any second-order one reaches the
-    wrapper and raises instead of silently getting zero or wrong second derivatives.
+    inputs are the forward's final state h_n (through which every forward input is reached)
+    and the incoming gradients: a first-order use works, and any second-order one reaches
+    the wrapper and raises instead of silently getting zero or wrong second derivatives.
+    The anchor is h_n, not the output: saving the output would keep it alive until backward
+    and make an in-place change of it (ReLU(inplace=True), in-place dropout) fail backward,
+    which torch.nn's GRU and RNN allow on the CPU; the layers hand out copies of h_n (stacked
+    over layers), never h_n itself.
     """
     with torch.no_grad():
         grads = backward_op(*args)
     if not torch.is_grad_enabled():
         return grads
-    anchors = [t for t in (output, *incoming) if t is not None and t.requires_grad]
+    anchors = [t for t in (h_n, *incoming) if t is not None and t.requires_grad]
     return _NoSecondDerivative.apply(len(anchors), *anchors, *grads)
 
 
@@ -219,15 +223,15 @@ def _lstm_setup(ctx, inputs, output):
     hs, cs, gates, proj_in = output[3:]
     ctx.mark_non_differentiable(hs, cs, gates, proj_in)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, w_hr, hs, cs, gates, proj_in, lengths, output[0])
+    ctx.save_for_backward(w_hh, w_hr, hs, cs, gates, proj_in, lengths, output[1])
     ctx.reverse = reverse
     ctx.has_bias = b_hh is not None
 
 
 def _lstm_backward(ctx, grad_output, grad_h_n, grad_c_n, *_unused):
-    w_hh, w_hr, hs, cs, gates, proj_in, lengths, output = ctx.saved_tensors
+    w_hh, w_hr, hs, cs, gates, proj_in, lengths, h_n = ctx.saved_tensors
     _require_saved(hs)
-    grads = _first_order(output, (grad_output, grad_h_n, grad_c_n), ops.lstm_backward,
+    grads = _first_order(h_n, (grad_output, grad_h_n, grad_c_n), ops.lstm_backward,
                          grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates, proj_in,
                          lengths, ctx.reverse)
     d_input, d_h0, d_c0, d_w_hh, d_b_hh, d_w_hr = grads
@@ -240,15 +244,15 @@ def _gru_setup(ctx, inputs, output):
     hs, gates, extra = output[2:]
     ctx.mark_non_differentiable(hs, gates, extra)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, hs, gates, extra, lengths, output[0])
+    ctx.save_for_backward(w_hh, hs, gates, extra, lengths, output[1])
     ctx.reverse, ctx.reset_after, ctx.has_bias = reverse, reset_after, b_hh is not None
 
 
 def _gru_backward(ctx, grad_output, grad_h_n, *_unused):
-    w_hh, hs, gates, extra, lengths, output = ctx.saved_tensors
+    w_hh, hs, gates, extra, lengths, h_n = ctx.saved_tensors
     _require_saved(hs)
     d_input, d_h0, d_w_hh, d_b_hh = _first_order(
-        output, (grad_output, grad_h_n), ops.gru_backward, grad_output, grad_h_n, w_hh, hs,
+        h_n, (grad_output, grad_h_n), ops.gru_backward, grad_output, grad_h_n, w_hh, hs,
         gates, extra, lengths, ctx.reverse, ctx.reset_after)
     return (d_input, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None, None, None, None)
 
@@ -258,15 +262,15 @@ def _rnn_setup(ctx, inputs, output):
     hs = output[2]
     ctx.mark_non_differentiable(hs)
     ctx.set_materialize_grads(False)
-    ctx.save_for_backward(w_hh, hs, lengths, output[0])
+    ctx.save_for_backward(w_hh, hs, lengths, output[1])
     ctx.reverse, ctx.nonlinearity, ctx.has_bias = reverse, nonlinearity, b_hh is not None
 
 
 def _rnn_backward(ctx, grad_output, grad_h_n, *_unused):
-    w_hh, hs, lengths, output = ctx.saved_tensors
+    w_hh, hs, lengths, h_n = ctx.saved_tensors
     _require_saved(hs)
     d_input, d_h0, d_w_hh, d_b_hh = _first_order(
-        output, (grad_output, grad_h_n), ops.rnn_backward, grad_output, grad_h_n, w_hh, hs,
+        h_n, (grad_output, grad_h_n), ops.rnn_backward, grad_output, grad_h_n, w_hh, hs,
         lengths, ctx.reverse, ctx.nonlinearity)
     return (d_input, d_h0, d_w_hh, d_b_hh if ctx.has_bias else None, None, None, None, None)
 

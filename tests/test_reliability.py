@@ -118,6 +118,24 @@ def test_double_backward_raises_instead_of_a_wrong_result(kind):
         penalty.backward()
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_output_changed_in_place_before_backward(kind, bidirectional):
+    # ReLU(inplace=True) or in-place dropout after the layer: torch.nn's GRU and RNN allow
+    # it on the CPU (fastrnn saves no output for its backward, so its LSTM allows it too)
+    reference, fast = make_pair(kind, 4, 6, num_layers=2, bidirectional=bidirectional)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    grads = []
+    for layer in (reference, fast):
+        xs = x.clone().requires_grad_()
+        out, _ = layer(xs)
+        out.mul_(torch.arange(out.shape[-1], dtype=out.dtype) - 2).relu_()
+        out.square().sum().backward()
+        grads.append([xs.grad] + [p.grad for p in layer.parameters()])
+    for expected, got in zip(*grads):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
 def test_gradgradcheck_raises(op):
     g = GATES[op]
