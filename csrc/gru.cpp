@@ -65,7 +65,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor extra = extra_in.contiguous(), w_hh = w_hh_in.contiguous();
-  const optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
+  optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / kGruGates;
   const auto opts = hs.options();
@@ -88,6 +88,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
                        reset_after ? nullptr : d_reset_h.data_ptr()});
   }
 
+  grad_output.reset();  // a copy of a strided one is freed before the weight gradients
   auto [grad_w_hh, grad_b_hh] = reset_after
       ? recurrent_weight_grads(grad_recurrent, hs, reverse)
       : reset_before_weight_grads(grad_recurrent, hs, extra, reverse);
