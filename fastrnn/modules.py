@@ -328,6 +328,10 @@ class _FusedRNNMixin:
             # the kernels would run, widening every product to float32: slower than torch.nn
             return ("this processor has no bfloat16 GEMM instructions (AVX512_BF16 or AMX) "
                     "for fastrnn's bfloat16 kernels")
+        if torch.jit.is_tracing():
+            # a trace records operators for TorchScript and the TorchScript-based ONNX
+            # export, which know torch.nn's (aten::lstm, ...) and not fastrnn's
+            return "torch.jit.trace (or an ONNX export through it) is recording"
         if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
             # custom operators' autograd formulas do not compose with torch.func transforms
             return "torch.func transforms (grad, vmap, jacrev, ...) are active"

@@ -511,6 +511,43 @@ def test_to_torch_converts_back_with_the_same_parameters():
     assert fastrnn.convert(model) is model and type(model[0]) is fastrnn.LSTM
 
 
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_relu"])
+def test_jit_trace_records_torch_nn(monkeypatch, kind):
+    # a trace (TorchScript, the TorchScript-based ONNX export) records torch.nn's operators,
+    # which TorchScript knows, with the layer's own parameters
+    _, fast = make_pair(kind, 3, 4, dtype=torch.float32, num_layers=2, bidirectional=True,
+                        batch_first=True)
+    x, other = torch.randn(2, 5, 3), torch.randn(2, 5, 3)
+    monkeypatch.setattr(fastrnn.modules, "_warned", set())  # each fallback warns once
+    with pytest.warns(UserWarning, match="torch.jit.trace .* running torch.nn's"):
+        traced = torch.jit.trace(fast.eval(), x, check_trace=False)
+    for inp in (x, other):
+        for got, want in zip(traced(inp), fast(inp)):
+            torch.testing.assert_close(got, want)
+    assert "fastrnn::" not in str(traced.inlined_graph)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_onnx_export_through_a_trace_runs_in_onnx_runtime(kind):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import io
+    _, fast = make_pair(kind, 3, 4, dtype=torch.float32, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 3)
+    exported = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation, our fallback's
+        torch.onnx.export(fast.eval(), (x,), exported, dynamo=False, input_names=["x"])
+    session = ort.InferenceSession(exported.getvalue())
+    got = session.run(None, {"x": x.numpy()})[0]
+    torch.testing.assert_close(torch.from_numpy(got), fast(x)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_jit_trace_of_the_reset_before_gru_raises():
+    with pytest.raises(RuntimeError, match="torch.jit.trace .* no reset_after=False GRU"):
+        torch.jit.trace(fastrnn.GRU(3, 4, reset_after=False), torch.randn(5, 2, 3))
+
+
 def test_to_torch_refuses_the_reset_before_gru():
     model = nn.Sequential(fastrnn.LSTM(4, 6), fastrnn.GRU(6, 3, reset_after=False))
     with pytest.raises(ValueError, match="reset_after=False has no torch.nn equivalent"):
