@@ -7,7 +7,7 @@ import torch  # noqa: E402
 
 from . import _ops  # noqa: E402
 from .modules import (GRU, LSTM, RNN, IncompatibleTensorError, InvalidShapeError,  # noqa: E402
-                      NotATensorError, convert, to_torch)
+                      NotAStatePairError, NotATensorError, convert, to_torch)
 
 torch.ops.fastrnn.cpu_cache_stats()  # a bad FASTRNN_CPU_CACHE_MB is an error here, not later
 
@@ -74,5 +74,6 @@ def empty_cache():
 
 
 __all__ = ["LSTM", "GRU", "RNN", "IncompatibleTensorError", "InvalidShapeError", "NotATensorError",
+           "NotAStatePairError",
            "convert", "to_torch", "build_info",
            "cpu_cache_info", "set_cpu_cache_limit", "empty_cache"]

@@ -43,6 +43,12 @@ class NotATensorError(TypeError, AttributeError):
     (it calls ``.dim()`` on them), Python code expects TypeError: this is both."""
 
 
+class NotAStatePairError(TypeError, IndexError, RuntimeError):
+    """An LSTM's hx that is not a pair (h_0, c_0). torch.nn indexes it and fails with
+    IndexError (one state, a tensor) or RuntimeError (three states), Python code expects
+    TypeError: this is all three."""
+
+
 def _warn_once(message):
     if message not in _warned:
         _warned.add(message)
@@ -407,7 +413,7 @@ class _FusedRNNMixin:
             return x.new_zeros(hidden_shape), (x.new_zeros(cell_shape) if is_lstm else None)
         if is_lstm:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                self._fail("hx must be a tuple (h_0, c_0) for an LSTM", TypeError)
+                self._fail("hx must be a tuple (h_0, c_0) for an LSTM", NotAStatePairError)
             states = (("h_0", hx[0], hidden_shape), ("c_0", hx[1], cell_shape))
         else:
             states = (("h_0", hx, hidden_shape),)

@@ -220,6 +220,11 @@ def _misuse_cases(kind):
     yield "numpy input", (x.numpy(),)
     if kind != "LSTM":
         yield "list state", (x, [torch.zeros(4, 2, 3)])
+    else:  # hx not a pair: torch.nn's IndexError (one state, a tensor), RuntimeError (three)
+        yield "one state", (x, (torch.zeros(4, 2, 3),))
+        yield "three states", (x, (torch.zeros(4, 2, 3),) * 3)
+        yield "a tensor for the pair", (x, torch.zeros(1, 2, 3))
+        yield "a stacked pair", (x, torch.zeros(2, 4, 2, 3))
 
 
 @pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
@@ -249,3 +254,6 @@ def test_misuse_error_classes():
     with pytest.raises(fastrnn.NotATensorError) as caught:
         gru(torch.randn(5, 2, 4), "h0")
     assert isinstance(caught.value, TypeError) and isinstance(caught.value, AttributeError)
+    with pytest.raises(fastrnn.NotAStatePairError) as caught:
+        fastrnn.LSTM(4, 3)(torch.randn(5, 2, 4), (torch.zeros(1, 2, 3),))
+    assert all(isinstance(caught.value, c) for c in (TypeError, IndexError, RuntimeError))
