@@ -213,15 +213,12 @@ def test_chunked_inference_matches_torch(device, kind, packed, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_cpu_activations_accuracy(monkeypatch, dtype):
+def test_cpu_activations_accuracy(bf16_kernels, dtype):
     # The CPU's float activations are a fitted rational tanh (csrc/cpu/simd.h; the sigmoid
     # through it): one step of an Elman RNN and of an LSTM from a zero state, with
     # pre-activations from -12 to 12 spread over the SIMD body and the scalar tail, against
     # the exact functions of the same float32 pre-activations.
     import fastrnn
-    # Without bf16 GEMM instructions the layers prefer torch.nn; the kernels still run
-    # (their products widened to float32), and they are what this test is about.
-    monkeypatch.setattr(fastrnn._ops, "CPU_BF16_GEMM", True)
     pre = torch.linspace(-12, 12, 75)
     rnn = fastrnn.RNN(1, 75, bias=False)
     lstm = fastrnn.LSTM(1, 75, bias=False)

@@ -16,18 +16,7 @@ from fastrnn.testing import reference_rnn
 from helpers import KINDS, make_pair
 
 ATOL = 2e-3  # as on CUDA: a few bf16 roundings of values near 1
-
-
-@pytest.fixture
-def bf16_kernels(monkeypatch):
-    """fastrnn's bf16 kernels, on every processor: without bf16 GEMM instructions the layers
-    prefer torch.nn (the kernels would widen every product to float32, slower), but the
-    kernels and products run there too and must be as right."""
-    monkeypatch.setattr(_ops, "CPU_BF16_GEMM", True)
-    monkeypatch.setattr(fastrnn.functional, "CPU_BF16_GEMM", True)
-
-
-runs_fastrnn = pytest.mark.usefixtures("bf16_kernels")
+runs_fastrnn = pytest.mark.usefixtures("bf16_kernels")  # conftest.py: on every processor
 
 
 def run(module, x, state, packed_lengths=None):

@@ -221,15 +221,11 @@ def _stack_layer(kind, dtype, bidirectional, bias=True):
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_inference_in_one_call_equals_the_layer_by_layer_path(monkeypatch, kind,
+def test_inference_in_one_call_equals_the_layer_by_layer_path(monkeypatch, bf16_kernels, kind,
                                                               bidirectional, packed, dtype):
     """Under no_grad a CPU stack runs as one stack_forward call: the same operators in the
     same order as the layer-by-layer path, so the same bits (batch of one and T=1 too)."""
     from fastrnn import functional
-    # bf16 without bf16 GEMM instructions: the layers would prefer torch.nn and F.linear;
-    # run fastrnn's kernels and products (widened to float32) all the same
-    monkeypatch.setattr(fastrnn._ops, "CPU_BF16_GEMM", True)
-    monkeypatch.setattr(functional, "CPU_BF16_GEMM", True)
     layer = _stack_layer(kind, dtype, bidirectional, bias=kind != "rnn_relu").eval()
     calls = []
     original = functional._runs_in_one_call
