@@ -86,21 +86,24 @@ def test_float32_against_float64_reference(device, kind):
 @pytest.mark.parametrize("kind", list(KINDS) + ["gru_reset_before"])
 @pytest.mark.parametrize("hidden", [72, 300, 740])
 @pytest.mark.parametrize("lengths", [None, [5, 2, 5, 4]])
-def test_wide_layers_float32(kind, hidden, lengths):
+@pytest.mark.parametrize("batch", [4, 1])
+def test_wide_layers_float32(kind, hidden, lengths, batch):
     """The CPU packs each weight into column blocks of at most 256 that never cross a gate
     (csrc/cpu/brgemm.h): a gate 300 wide holds a 256 and a 44 block; a 72-wide backward
     product is split in blocks of 64 and 8 to feed both threads; a weight of 2 MB or more
     at a batch of 32 or less (740: every cell's) goes in blocks of 32, a gate's last block
-    4 wide; the reset-before GRU multiplies W_hn alone. float32 against the float64 reference, forward and backward,
-    with variable lengths too (fewer rows in a step's product)."""
+    4 wide; the reset-before GRU multiplies W_hn alone. At batch 1 every product is a row
+    of dot products, the backward's with W^T (its pieces: W_hn, W_hr). float32 against the
+    float64 reference, forward and backward, with variable lengths too (fewer rows in a
+    step's product)."""
     torch.manual_seed(0)
     if kind == "gru_reset_before":
         fast = fastrnn.GRU(8, hidden, reset_after=False)
     else:
         _, fast = make_pair(kind, 8, hidden, dtype=torch.float32)
-    x = torch.randn(5, 4, 8, dtype=torch.float64)
-    state = [s.detach() for s in flat_state(random_state(fast, 4, "cpu", torch.float64))]
-    lengths = None if lengths is None else torch.tensor(lengths)
+    x = torch.randn(5, batch, 8, dtype=torch.float64)
+    state = [s.detach() for s in flat_state(random_state(fast, batch, "cpu", torch.float64))]
+    lengths = None if lengths is None else torch.tensor(lengths[:batch])
     exact_out, *exact_final = reference_rnn(fast.double(), x, tuple(state) if len(state) == 2
                                             else state[0], lengths)
     leaves = [x.float().requires_grad_(), *(s.float().requires_grad_() for s in state)]
