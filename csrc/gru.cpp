@@ -72,9 +72,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const auto acc_opts = gates.options();
 
   Tensor grad_gates = new_buffer({T, B, G}, opts);
-  // Gradient of the recurrent pre-activations h W_hh^T + b_hh. With the reset before the
-  // product it equals grad_gates; with it after, its n-part is r times that of grad_gates.
-  Tensor grad_recurrent = reset_after ? new_buffer({T, B, G}, opts) : grad_gates;
+  // The gradient of the recurrent pre-activations h W_hh^T + b_hh: with the reset before
+  // the product it is grad_gates; with it after, its r and z parts are grad_gates' and its
+  // n-part, r times grad_gates', is kept here.
+  Tensor grad_hh_n = new_buffer({reset_after ? T : 0, B, H}, opts);
   Tensor dh = state_grad(grad_h_n, {B, H}, acc_opts);
   Tensor dz = reset_after ? new_buffer({0}, acc_opts) : new_buffer({B, H}, acc_opts);
   Tensor d_reset_h = reset_after ? new_buffer({0}, acc_opts) : new_buffer({B, H}, acc_opts);
@@ -83,15 +84,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
         .gru_backward({sequence_args(T, B, H, H, reverse, true, lengths, hs.scalar_type()),
                        reset_after, data_or_null(grad_output), w_hh.data_ptr(), hs.data_ptr(),
                        gates.data_ptr(), extra.data_ptr(), dh.data_ptr(), grad_gates.data_ptr(),
-                       reset_after ? grad_recurrent.data_ptr() : nullptr,
+                       reset_after ? grad_hh_n.data_ptr() : nullptr,
                        reset_after ? nullptr : dz.data_ptr(),
                        reset_after ? nullptr : d_reset_h.data_ptr()});
   }
 
   grad_output.reset();  // a copy of a strided one is freed before the weight gradients
   auto [grad_w_hh, grad_b_hh] = reset_after
-      ? recurrent_weight_grads(grad_recurrent, hs, reverse)
-      : reset_before_weight_grads(grad_recurrent, hs, extra, reverse);
+      ? reset_after_weight_grads(grad_gates, grad_hh_n, hs, reverse)
+      : reset_before_weight_grads(grad_gates, hs, extra, reverse);
   return {grad_gates, dh.to(opts.dtype()), grad_w_hh, grad_b_hh};
 }
 

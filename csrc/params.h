@@ -88,7 +88,9 @@ struct GruBackwardArgs {
   const void* extra;        // [T, B, H] T
   void* dh;                 // [B, H] A   in: gradient of h_n; out: of h0
   void* grad_gates;         // [T, B, 3H] T   gradient of the input gates
-  void* grad_recurrent;     // [T, B, 3H] T   of h W_hh^T + b_hh (reset after; else null)
+  void* grad_hh_n;          // [T, B, H] T    of W_hn h + b_hn (reset after; else null): the
+                            // recurrent pre-activations' r and z parts are grad_gates'
+
   void* dz;                 // [B, H] A   scratch (reset before; else null)
   void* d_reset_h;          // [B, H] A   scratch (reset before; else null)
 };

@@ -69,7 +69,7 @@ struct GruBackwardStep {
   const T* h_prev;      // [B, H]
   A* dh;                // [B, H] in: gradient of h_t; out: the part skipping the GEMMs
   T* dgates;            // [B, 3H] gradient of the input gates
-  T* dgates_recurrent;  // [B, 3H] gradient of h W_hh^T + b_hh (reset after only)
+  T* dhh_n;             // [B, H] gradient of W_hn h + b_hn (reset after only)
   A* dz;                // [B, H] reset before: dz from phase 2 for phase 1
   const A* d_reset_h;   // [B, H] reset before: d(r * h) from the W_hn GEMM
 };

@@ -41,13 +41,19 @@ inline at::Tensor transposed_with_ones(const at::Tensor& x) {
   return lhs;
 }
 
-// (d(W) [G, width], d(b) [G]) = (sum_t dpre_t^T x_t, sum_t dpre_t) for x [rows, width].
+// (d(W) [G, width], d(b) [G]) = (sum_t dpre_t^T x_t, sum_t dpre_t) for dpre [rows, G] and
+// x_ones = transposed_with_ones(x), x [rows, width].
+inline std::tuple<at::Tensor, at::Tensor> grads_from_transposed(const at::Tensor& x_ones,
+                                                                const at::Tensor& dpre) {
+  const int64_t width = x_ones.size(0) - 1;
+  // as ([x^T; 1] dpre)^T: both operands then run along their rows, as brgemm reads them
+  const at::Tensor both = product(x_ones, dpre);
+  return {contiguous_buffer(both.narrow(0, 0, width).t()), both.select(0, width).clone()};
+}
+
 inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor& x,
                                                                 const at::Tensor& dpre) {
-  const int64_t width = x.size(1);
-  // as ([x^T; 1] dpre)^T: both operands then run along their rows, as brgemm reads them
-  const at::Tensor both = product(transposed_with_ones(x), dpre);
-  return {contiguous_buffer(both.narrow(0, 0, width).t()), both.select(0, width).clone()};
+  return grads_from_transposed(transposed_with_ones(x), dpre);
 }
 
 // d(W_hh) = sum_t dpre_t^T h_{t-1} and d(b_hh) = sum_t dpre_t, for the recurrent
@@ -57,6 +63,20 @@ inline std::tuple<at::Tensor, at::Tensor> recurrent_weight_grads(const at::Tenso
                                                                  bool reverse) {
   return weight_and_bias_grads(states_entering_steps(hs, reverse),
                                dpre.reshape({-1, dpre.size(2)}));
+}
+
+// The reset-after GRU: W_hh's r and z rows get the input gates' gradient, its n rows that
+// of W_hn h + b_hn (grad_hh_n [T, B, H]); both products read one copy of h^T.
+inline std::tuple<at::Tensor, at::Tensor> reset_after_weight_grads(const at::Tensor& grad_gates,
+                                                                   const at::Tensor& grad_hh_n,
+                                                                   const at::Tensor& hs,
+                                                                   bool reverse) {
+  const int64_t H = hs.size(2);
+  const at::Tensor h_ones = transposed_with_ones(states_entering_steps(hs, reverse));
+  auto [w_gates, b_gates] =
+      grads_from_transposed(h_ones, grad_gates.reshape({-1, 3 * H}).narrow(1, 0, 2 * H));
+  auto [w_candidate, b_candidate] = grads_from_transposed(h_ones, grad_hh_n.reshape({-1, H}));
+  return {at::cat({w_gates, w_candidate}), at::cat({b_gates, b_candidate})};
 }
 
 // The reset-before GRU: W_hr and W_hz multiply h, W_hn multiplies the saved r * h.

@@ -418,10 +418,8 @@ struct CpuDevice {
     const int64_t H = a.step.H, G = 3 * H;
     for (int64_t gate = 0; gate < 3; ++gate) {
       zero_span(a.dgates + b * G + gate * H + j0, j1 - j0);
-      if (a.dgates_recurrent != nullptr) {
-        zero_span(a.dgates_recurrent + b * G + gate * H + j0, j1 - j0);
-      }
     }
+    if (a.dhh_n != nullptr) zero_span(a.dhh_n + b * H + j0, j1 - j0);
   }
 
   template <class T, class A>
@@ -432,7 +430,6 @@ struct CpuDevice {
       if (!mask.active(b, a.step.t)) return gru_finished_backward_row(a, b, j0, j1);
       const A* g = a.gates + b * G;
       T* dg = a.dgates + b * G;
-      T* dgr = a.dgates_recurrent + b * G;
       for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
@@ -444,9 +441,7 @@ struct CpuDevice {
         lanes.store(dg + j, da_r);
         lanes.store(dg + H + j, da_z);
         lanes.store(dg + 2 * H + j, dx_n);
-        lanes.store(dgr + j, da_r);
-        lanes.store(dgr + H + j, da_z);
-        lanes.store(dgr + 2 * H + j, dhh_n);
+        lanes.store(a.dhh_n + e, dhh_n);
         lanes.store(a.dh + e, dh_direct);
       });
     });

@@ -93,10 +93,8 @@ __device__ __forceinline__ bool finished_backward(const GruBackwardStep<T, A>& a
                                                   int64_t j) {
   if (LengthMask{a.step.lengths}.active(b, a.step.t)) return false;
   const int64_t H = a.step.H, G = 3 * H;
-  for (int gate = 0; gate < 3; ++gate) {
-    a.dgates[b * G + gate * H + j] = zero<T>();
-    if (a.dgates_recurrent != nullptr) a.dgates_recurrent[b * G + gate * H + j] = zero<T>();
-  }
+  for (int gate = 0; gate < 3; ++gate) a.dgates[b * G + gate * H + j] = zero<T>();
+  if (a.dhh_n != nullptr) a.dhh_n[b * H + j] = zero<T>();
   return true;
 }
 
@@ -112,11 +110,10 @@ __global__ void gru_backward_kernel(GruBackwardStep<T, A> a) {
   cells::gru_backward(g[j], g[H + j], g[2 * H + j], A(load(a.extra, e)), A(load(a.h_prev, e)),
                       a.dh[e], da_r, da_z, dx_n, dhh_n, dh_direct);
   T* dg = a.dgates + b * G;
-  T* dgr = a.dgates_recurrent + b * G;
-  dg[j] = dgr[j] = from_acc<T>(da_r);
-  dg[H + j] = dgr[H + j] = from_acc<T>(da_z);
+  dg[j] = from_acc<T>(da_r);
+  dg[H + j] = from_acc<T>(da_z);
   dg[2 * H + j] = from_acc<T>(dx_n);
-  dgr[2 * H + j] = from_acc<T>(dhh_n);
+  a.dhh_n[e] = from_acc<T>(dhh_n);
   a.dh[e] = dh_direct;
 }
 

@@ -57,16 +57,20 @@ void gru_backward_sequence(Device& dev, const GruBackwardArgs& a) {
       dev.add_output_grad(info, H, static_cast<const T*>(a.grad_output) + t * B * H, dh);
     }
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * G;
-    T* grad_recurrent =
-        a.reset_after ? static_cast<T*>(a.grad_recurrent) + t * B * G : nullptr;
+    T* grad_hh_n = a.reset_after ? static_cast<T*>(a.grad_hh_n) + t * B * H : nullptr;
     const GruBackwardStep<T, A> args{info, static_cast<const A*>(a.gates) + t * B * G,
                                      static_cast<const T*>(a.extra) + t * B * H,
-                                     hs.prev(step, t), dh, grad_gates, grad_recurrent,
+                                     hs.prev(step, t), dh, grad_gates, grad_hh_n,
                                      static_cast<A*>(a.dz), static_cast<const A*>(a.d_reset_h)};
     if (a.reset_after) {
+      // dh_prev += (dr, dz) W_hr,hz + dhh_n W_hn: the r and z parts of the recurrent
+      // pre-activations' gradient are the input gates', so only its n-part is kept apart
+      // ([T, B, H], not a second [T, B, 3H])
       dev.gru_backward_step(args);
-      dev.gemm(false, false, rows, H, G, static_cast<const T*>(grad_recurrent), G, w_hh, H,
+      dev.gemm(false, false, rows, H, 2 * H, static_cast<const T*>(grad_gates), G, w_hh, H,
                1.0, dh, H, true);
+      dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_hh_n), H, w_hh + 2 * H * H,
+               H, 1.0, dh, H, true);
       continue;
     }
     // reset before: the candidate's backward, d(r*h) through W_hn, then the gates' backward
