@@ -1,7 +1,8 @@
 // The large products outside the time loop (weight gradients, input projection), the same
 // call on every device: on the CPU in float32 through oneDNN's brgemm (cpu/brgemm.h: MKL,
 // torch's BLAS, runs its AVX2 path on AMD processors), or for a single row times a weight
-// used transposed through the SIMD level's GEMV (cpu/gemv.h); in bfloat16 through brgemm's
+// used transposed through the SIMD level's GEMV (cpu/gemv.h), or for a few rows through
+// the BLAS (kBrgemmMinProductRows); in bfloat16 through brgemm's
 // bf16 micro-kernel; elsewhere at::mm.
 #pragma once
 
@@ -27,7 +28,7 @@ inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
                            y.data_ptr<float>());
     return y;
   }
-  if (cpu::kHaveBrgemm && cpu_float && a.size(0) >= cpu::kBrgemmMinRows) {
+  if (cpu::kHaveBrgemm && cpu_float && a.size(0) >= cpu::kBrgemmMinProductRows) {
     return cpu::brgemm_matmul(a, b, bias);
   }
   const bool cpu_bf16 = a.is_cpu() && a.scalar_type() == at::kBFloat16 &&

@@ -192,6 +192,31 @@ def test_single_row_products_match_float64(rows_of_w, strided):
                                    atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rows,width,ld", [(37, 13, 20), (300, 45, 45), (4099, 259, 261)])
+def test_weight_grads_transpose_their_input(rows, width, ld):
+    # linear_weight_grads starts from x^T (cpu::transpose: the SIMD level's register tiles,
+    # a scalar rim where the sizes are no multiple of a tile, over the threads from 1 M
+    # elements up as in the last case; x's rows ld apart). 13 + 1 rows go to the BLAS, the
+    # others through brgemm.
+    torch.manual_seed(0)
+    x = torch.randn(rows, ld)[:, :width]
+    grad = torch.randn(rows, 24)
+    d_weight, d_bias = ops.linear_weight_grads(x, grad, True)
+    torch.testing.assert_close(d_weight.double(), grad.double().t() @ x.double(), atol=1e-3,
+                               rtol=1e-4)
+    torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [2, 31, 32, 300])
+def test_linear_of_few_and_many_rows(rows):
+    # Fewer rows than kBrgemmMinProductRows go to the BLAS, more through brgemm with W^T
+    # packed straight from W (N = 300: a 256 and a 44 wide column block; K = 45).
+    torch.manual_seed(0)
+    x, w, b = torch.randn(rows, 45), torch.randn(300, 45), torch.randn(300)
+    want = x.double() @ w.double().t() + b.double()
+    torch.testing.assert_close(ops.linear(x, w, b).double(), want, atol=1e-5, rtol=1e-5)
+
+
 def test_linear_checks_its_arguments():
     with pytest.raises(RuntimeError, match=r"weight must be \[N, 4\]"):
         ops.linear(torch.randn(3, 4), torch.randn(5, 3), None)

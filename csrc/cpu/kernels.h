@@ -101,6 +101,53 @@ void round_to_bf16(int64_t n, const float* src, const float* bias, c10::BFloat16
   });
 }
 
+// transpose32 (levels.h) in register tiles of kTile x kTile (at::vec::transpose_mxn: 8 x 8
+// on AVX2, 16 x 16 on AVX-512) within blocks of 64 x 64, the blocks over the threads from
+// 1 M elements up (a small weight is transposed faster than the threads wake). A weight is
+// transposed for every call that packs it. Measured on one core of the AMD AVX2 VM, float32:
+// 384 x 128 26 -> 8 us, 2048 x 512 (in L3) 2.6 -> 0.4 ms, 4096 x 1024 (from memory) 9.3 ->
+// 3.8 ms, against cpu::transpose's scalar tiles.
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+void transpose32(const uint32_t* src_words, int64_t rows, int64_t cols, int64_t ld,
+                 uint32_t* dst_words) {
+  // the tiles move floats' bits with loads, shuffles and stores only: any 32-bit pattern
+  const float* src = reinterpret_cast<const float*>(src_words);
+  float* dst = reinterpret_cast<float*>(dst_words);
+  constexpr int kTile = at::vec::Vectorized<float>::size();
+  constexpr int64_t kBlock = 64;
+  const int64_t col_blocks = (cols + kBlock - 1) / kBlock;
+  const int64_t blocks = (rows + kBlock - 1) / kBlock * col_blocks;
+  auto transpose_blocks = [&](int64_t lo, int64_t hi) {
+    for (int64_t task = lo; task < hi; ++task) {
+      const int64_t r0 = task / col_blocks * kBlock, c0 = task % col_blocks * kBlock;
+      const int64_t r1 = std::min(rows, r0 + kBlock), c1 = std::min(cols, c0 + kBlock);
+      int64_t c = c0;
+      for (; c + kTile <= c1; c += kTile) {
+        int64_t r = r0;
+        for (; r + kTile <= r1; r += kTile) {
+          at::vec::transpose_mxn<float, kTile, kTile>(src + r * ld + c, ld, dst + c * rows + r,
+                                                      rows);
+        }
+        for (; r < r1; ++r) {  // rows left below the last tile
+          for (int64_t j = c; j < c + kTile; ++j) dst_words[j * rows + r] = src_words[r * ld + j];
+        }
+      }
+      for (; c < c1; ++c) {  // columns left right of the last tile
+        for (int64_t r = r0; r < r1; ++r) dst_words[c * rows + r] = src_words[r * ld + c];
+      }
+    }
+  };
+  if (rows * cols >= (int64_t{1} << 20) && !at::in_parallel_region()) {
+    at::parallel_for(0, blocks, 1, transpose_blocks);
+  } else {
+    transpose_blocks(0, blocks);
+  }
+}
+constexpr auto kTranspose32 = &transpose32;
+#else
+constexpr decltype(SimdLevel::transpose32) kTranspose32 = nullptr;
+#endif
+
 #define FASTRNN_NAME_OF(level) #level
 #define FASTRNN_NAME(level) FASTRNN_NAME_OF(level)
 
@@ -109,7 +156,7 @@ const SimdLevel* level() {
   static const Backend layers{&lstm_forward, &lstm_backward, &gru_forward,
                               &gru_backward, &rnn_forward,   &rnn_backward};
   static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16,
-                               &round_to_bf16};
+                               &round_to_bf16, kTranspose32};
   return &level;
 }
 

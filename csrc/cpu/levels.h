@@ -24,6 +24,10 @@ struct SimdLevel {
   // dst [n] = src [n] (+ bias [n] where not null), rounded to bfloat16 (nearest even): a
   // bf16 product's float32 accumulator, written out.
   void (*round_to_bf16)(int64_t n, const float* src, const float* bias, c10::BFloat16* dst);
+  // dst [cols, rows] = src [rows, cols]^T for 32-bit elements (float, or bf16 pairs), src
+  // rows ld apart, dst contiguous; null at the portable level (cpu::transpose's own tiles).
+  void (*transpose32)(const uint32_t* src, int64_t rows, int64_t cols, int64_t ld,
+                      uint32_t* dst);
 };
 
 // The level ATen runs its own CPU kernels at (ATEN_CPU_CAPABILITY honoured), or the
