@@ -90,7 +90,6 @@ struct GruBackwardArgs {
   void* grad_gates;         // [T, B, 3H] T   gradient of the input gates
   void* grad_hh_n;          // [T, B, H] T    of W_hn h + b_hn (reset after; else null): the
                             // recurrent pre-activations' r and z parts are grad_gates'
-
   void* dz;                 // [B, H] A   scratch (reset before; else null)
   void* d_reset_h;          // [B, H] A   scratch (reset before; else null)
 };

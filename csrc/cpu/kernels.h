@@ -129,7 +129,9 @@ void transpose32(const uint32_t* src_words, int64_t rows, int64_t cols, int64_t 
                                                       rows);
         }
         for (; r < r1; ++r) {  // rows left below the last tile
-          for (int64_t j = c; j < c + kTile; ++j) dst_words[j * rows + r] = src_words[r * ld + j];
+          for (int64_t j = c; j < c + kTile; ++j) {
+            dst_words[j * rows + r] = src_words[r * ld + j];
+          }
         }
       }
       for (; c < c1; ++c) {  // columns left right of the last tile
