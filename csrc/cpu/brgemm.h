@@ -305,12 +305,12 @@ struct PackedWeight {
 // outside the time loop (input projection, weight gradients), in ProductBlocks (measured
 // here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
 // 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
-inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
+inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
                                 const c10::optional<at::Tensor>& bias = c10::nullopt) {
   // a transposed operand (h^T for a weight gradient, 33 MB in the benchmark's LSTM) is
   // copied into a cached buffer: fresh memory costs more in page faults than the copy
   const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
-  const int64_t M = a.size(0), K = a.size(1), N = b_in.size(1);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;
   if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
@@ -322,8 +322,7 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b_in,
   // second layer, 16384x512x2048: 84 -> 71 ms; 16384x1024x2048: 156 -> 139 ms.
   // A transposed B (a weight W^T) is packed even for one row block: packing is then its
   // one copy, where a contiguous W^T and the slices below were two.
-  const bool pack_b = blocks.row_blocks > 1 || b_in.stride(1) != 1;
-  const at::Tensor& b = b_in;
+  const bool pack_b = blocks.row_blocks > 1 || b.stride(1) != 1;
   const PackedWeight<float> packed_b =
       pack_b ? PackedWeight<float>::for_product(b) : PackedWeight<float>{};
   const float* A = a.data_ptr<float>();
