@@ -1,6 +1,6 @@
 // The input projection of all time steps as one product, input [M, K] @ weight^T [K, N]
 // + bias [N]: on the CPU in float32 through brgemm (matmul.h), elsewhere at::mm. Its
-// autograd formula (fastrnn/_ops.py) calls it again for the input's gradient, and
+// autograd formula (autograd.cpp) calls it again for the input's gradient, and
 // linear_weight_grads for the weight's and the bias's.
 #include "checks.h"
 #include "drivers.h"

@@ -1,7 +1,7 @@
 // Every fastrnn operator's schema, declared once. The drivers (lstm.cpp, gru.cpp, rnn.cpp)
 // implement them for every device, registered with TORCH_LIBRARY_IMPL by each device's
-// back-end (cpu/backend.cpp, cuda/backend.cpp); fastrnn/_ops.py adds the fake kernels and
-// autograd formulas.
+// back-end (cpu/backend.cpp, cuda/backend.cpp); fastrnn/_ops.py adds the fake kernels,
+// autograd.cpp the autograd formulas.
 //
 // One operator call runs one layer in one direction over a whole padded sequence:
 //   input_gates  [T, B, G*H]  x W_ih^T + b_ih for every step (one GEMM, done by the caller)

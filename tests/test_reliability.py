@@ -118,6 +118,26 @@ def test_double_backward_raises_instead_of_a_wrong_result(kind):
         penalty.backward()
 
 
+def test_linear_input_gradient_is_differentiable_and_weight_gradient_raises():
+    # the input projection's formula (csrc/autograd.cpp): its input gradient is a product
+    # through the same operator, differentiable again; its weight gradient is first-order
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    second = []
+    for linear in (ops.linear, torch.nn.functional.linear):
+        grad_x, grad_w, grad_b = torch.autograd.grad(linear(x, w, b).square().sum(), (x, w, b),
+                                                     create_graph=True)
+        second.append(torch.autograd.grad(grad_x.square().sum(), (x, w)))
+    for got, expected in zip(*second):
+        torch.testing.assert_close(got, expected)
+    for grad in torch.autograd.grad(ops.linear(x, w, b).square().sum(), (w, b),
+                                    create_graph=True):
+        with pytest.raises(RuntimeError, match="double backward .* fastrnn.to_torch"):
+            grad.square().sum().backward()
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_output_changed_in_place_before_backward(kind, bidirectional):
