@@ -180,15 +180,19 @@ struct PackedWeight {
     }
   }
 
-  // `block`: the columns of a block; by default at most kBrgemmColumnBlock, fewer when a
-  // product of all N columns would otherwise leave a thread idle.
+  // `block`: the columns of a block; by default at most kBrgemmColumnBlock, in a number of
+  // blocks that the threads share evenly in a product of all N columns (GRU H=256, N=768:
+  // four blocks of 192, two per thread, not three of 256, two and one).
   static PackedWeight pack(const T* weight, int64_t rows, int64_t cols, bool transposed,
                            int64_t segment, int64_t block = 0) {
     PackedWeight w{weight, rows, cols, transposed, segment, block, at::Tensor()};
     const int64_t K = w.K(), N = w.N();
     if (block == 0) {
-      const int64_t per_thread = (N + at::get_num_threads() - 1) / at::get_num_threads();
-      w.block = std::clamp<int64_t>((per_thread + 15) / 16 * 16, 64, kBrgemmColumnBlock);
+      const int64_t threads = at::get_num_threads();
+      const int64_t fewest = (N + kBrgemmColumnBlock - 1) / kBrgemmColumnBlock;
+      const int64_t count = (fewest + threads - 1) / threads * threads;
+      w.block = std::clamp<int64_t>(((N + count - 1) / count + 15) / 16 * 16, 64,
+                                    kBrgemmColumnBlock);
     }
     w.packed = new_buffer({K * N}, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
     T* out = w.packed.template data_ptr<T>();

@@ -26,9 +26,12 @@ namespace FASTRNN_CPU_LEVEL {
 
 // A weight the walk multiplies: W [rows, cols] row-major, its rows in `gates` equal groups
 // (a product may use some of them: the reset-before GRU's W_hn).
+// A weight W [rows, cols] of a walk. Its forward products multiply W^T whole, or (the
+// reset-before GRU) some of its `segments` equal ranges of rows apart: packed blocks then
+// never straddle two of them.
 struct WeightShape {
   const void* data;
-  int64_t rows, cols, gates;
+  int64_t rows, cols, segments;
 };
 
 struct CpuDevice {
@@ -87,7 +90,7 @@ struct CpuDevice {
       }
       for (const WeightShape& w : weights) {
         if (w.data == nullptr || (bf16 && (transposed_b ? w.cols : w.rows) % 2 != 0)) continue;
-        const int64_t segment = transposed_b ? w.rows / w.gates : w.cols;
+        const int64_t segment = transposed_b ? w.rows / w.segments : w.cols;
         const bool streamed = !bf16 && rows <= kNarrowBlockMaxRows &&
                               w.rows * w.cols * int64_t{sizeof(T)} >= kNarrowBlockMinBytes;
         packed<T>(*this).push_back(PackedWeight<T>::pack(static_cast<const T*>(w.data), w.rows,

@@ -30,7 +30,7 @@ void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 4}, {args.w_hr, seq.P, seq.H, 1}});
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}});
     lstm_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -39,7 +39,7 @@ void lstm_backward(const LstmBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 4}, {args.w_hr, seq.P, seq.H, 1}},
+    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}},
                              /*transposed_b=*/false);
     lstm_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
@@ -48,7 +48,9 @@ void lstm_backward(const LstmBackwardArgs& args) {
 void gru_forward(const GruForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 3}});
+    // the reset-before GRU multiplies W_hn apart from W_hr and W_hz
+    const int64_t segments = args.reset_after ? 1 : 3;
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, segments}});
     gru_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -56,7 +58,7 @@ void gru_forward(const GruForwardArgs& args) {
 void gru_backward(const GruBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 3}},
+    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 1}},
                              /*transposed_b=*/false);
     gru_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
