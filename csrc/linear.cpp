@@ -39,7 +39,8 @@ std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor
               op, ": grad_output must be ", input.scalar_type(), " on ", input.device(),
               " like input, got ", grad_output.scalar_type(), " on ", grad_output.device());
   // one path for both: the row of ones costs 1/(K+1) more of the product
-  auto [grad_weight, grad_bias] = weight_and_bias_grads(input, contiguous_buffer(grad_output));
+  auto [grad_weight, grad_bias] =
+      weight_and_bias_grads(input, contiguous_buffer(grad_output), with_bias);
   return {grad_weight, with_bias ? grad_bias : at::empty({0}, input.options())};
 }
 

@@ -207,12 +207,14 @@ def test_weight_grads_transpose_their_input(rows, width, ld):
     torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
 
 
-@pytest.mark.parametrize("rows", [2, 31, 32, 300])
-def test_linear_of_few_and_many_rows(rows):
+@pytest.mark.parametrize("rows", [2, 31, 32, 129, 300])
+@pytest.mark.parametrize("features", [300, 600])
+def test_linear_of_few_and_many_rows(rows, features):
     # Fewer rows than kBrgemmMinProductRows go to the BLAS, more through brgemm with W^T
-    # packed straight from W (N = 300: a 256 and a 44 wide column block; K = 45).
+    # packed straight from W (N = 300: a 256 and a 44 wide column block; K = 45). N = 600
+    # over one row block (129 rows) is three tasks: on two threads, four narrower blocks.
     torch.manual_seed(0)
-    x, w, b = torch.randn(rows, 45), torch.randn(300, 45), torch.randn(300)
+    x, w, b = torch.randn(rows, 45), torch.randn(features, 45), torch.randn(features)
     want = x.double() @ w.double().t() + b.double()
     torch.testing.assert_close(ops.linear(x, w, b).double(), want, atol=1e-5, rtol=1e-5)
 

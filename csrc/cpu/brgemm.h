@@ -86,9 +86,10 @@ inline void release_micro_kernel() {
 // of B stays in cache.
 struct ProductBlocks {
   static constexpr int64_t kRows = 128, kColumns = 256, kDepth = 512;
-  int64_t M, N, row_blocks, column_blocks;
+  int64_t M, N, row_blocks, column_blocks, column_width;
 
   ProductBlocks(int64_t M_, int64_t N_, int64_t K) : M(M_), N(N_) {
+    const int64_t threads = at::get_num_threads();
     column_blocks = (N + kColumns - 1) / kColumns;
     // Rows split evenly: a thin last block would read all of B again for a few rows (a
     // weight gradient with its bias row, 129 x 16384 x 2048, took twice the time of 128).
@@ -98,10 +99,19 @@ struct ProductBlocks {
       // reads and writes its C block again for every depth slice: fewer, taller row blocks
       // (at most 1024 rows), as long as every thread still gets two tasks. Measured, 513 x
       // 16384 x 2048: 109 ms in blocks of 128 rows, 89 ms in one of 513.
-      const int64_t for_threads =
-          (2 * at::get_num_threads() + column_blocks - 1) / column_blocks;
+      const int64_t for_threads = (2 * threads + column_blocks - 1) / column_blocks;
       row_blocks = std::min(row_blocks, std::max<int64_t>(for_threads, (M + 1023) / 1024));
     }
+    // Few tasks that the threads cannot share evenly: as many narrower column blocks as
+    // they can (a weight gradient of an LSTM of H=100, 101 x 3200 x 400, had one 256-wide
+    // and one 144-wide block on two threads).
+    if (row_blocks * column_blocks < 4 * threads && row_blocks * column_blocks % threads != 0) {
+      const int64_t even = (column_blocks + threads - 1) / threads * threads;
+      column_width = std::max<int64_t>(16, ((N + even - 1) / even + 15) / 16 * 16);
+    } else {
+      column_width = kColumns;
+    }
+    column_blocks = (N + column_width - 1) / column_width;
   }
 
   // body(m0, m, n0, n) for every block, in parallel; `done` once per thread after its last.
@@ -109,9 +119,10 @@ struct ProductBlocks {
   void for_each(const Body& body, const Done& done) const {
     at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t task = lo; task < hi; ++task) {
-        const int64_t row_task = task / column_blocks, n0 = task % column_blocks * kColumns;
+        const int64_t row_task = task / column_blocks;
+        const int64_t n0 = task % column_blocks * column_width;
         const int64_t m0 = row_task * M / row_blocks;
-        body(m0, (row_task + 1) * M / row_blocks - m0, n0, std::min(N, n0 + kColumns) - n0);
+        body(m0, (row_task + 1) * M / row_blocks - m0, n0, std::min(N, n0 + column_width) - n0);
       }
       done();
     });
@@ -239,16 +250,16 @@ struct PackedWeight {
     return w;
   }
 
-  // The B [K, N] of a large product (brgemm_matmul), any layout, in column blocks of
-  // ProductBlocks::kColumns: W^T of a whole W is packed from W, anything else from its
-  // rows (copied contiguous first when they are not).
-  static PackedWeight for_product(const at::Tensor& b) {
+  // The B [K, N] of a large product (brgemm_matmul), any layout, in the column blocks of
+  // its ProductBlocks: W^T of a whole W is packed from W, anything else from its rows
+  // (copied contiguous first when they are not).
+  static PackedWeight for_product(const at::Tensor& b, const ProductBlocks& blocks) {
     const int64_t K = b.size(0), N = b.size(1);
     if (b.stride(0) == 1 && b.stride(1) == K) {
-      return pack(b.template data_ptr<T>(), N, K, true, N, ProductBlocks::kColumns);
+      return pack(b.template data_ptr<T>(), N, K, true, N, blocks.column_width);
     }
     const at::Tensor rows = contiguous_buffer(b);
-    return pack(rows.template data_ptr<T>(), K, N, false, N, ProductBlocks::kColumns);
+    return pack(rows.template data_ptr<T>(), K, N, false, N, blocks.column_width);
   }
 
   // Where the B of a GEMM lies (`b` with leading dimension ldb, transposed as `trans_b`,
@@ -328,7 +339,7 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
   // one copy, where a contiguous W^T and the slices below were two.
   const bool pack_b = blocks.row_blocks > 1 || b.stride(1) != 1;
   const PackedWeight<float> packed_b =
-      pack_b ? PackedWeight<float>::for_product(b) : PackedWeight<float>{};
+      pack_b ? PackedWeight<float>::for_product(b, blocks) : PackedWeight<float>{};
   const float* A = a.data_ptr<float>();
   const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   float* C = c.data_ptr<float>();
@@ -387,13 +398,14 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
   at::Tensor c = new_buffer({M, N}, a.options());
   if (M == 0 || N == 0) return c;
-  const auto packed = PackedWeight<c10::BFloat16>::for_product(b);
+  const ProductBlocks blocks(M, N, K);
+  const auto packed = PackedWeight<c10::BFloat16>::for_product(b, blocks);
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
   const c10::BFloat16* A = a.data_ptr<c10::BFloat16>();
   const float* bias_data = bias.has_value() ? bias_float.data_ptr<float>() : nullptr;
   c10::BFloat16* C = c.data_ptr<c10::BFloat16>();
   const int64_t lda = a.stride(0);
-  ProductBlocks(M, N, K).for_each(
+  blocks.for_each(
       [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
         // the thread's float32 accumulator, kept between blocks and calls (a fresh one of
         // up to 525 KB per block would be fresh pages); the first slice overwrites it

@@ -5,6 +5,7 @@
 #include <c10/util/BFloat16.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "backend.h"
 
@@ -28,6 +29,9 @@ struct SimdLevel {
   // rows ld apart, dst contiguous; null at the portable level (cpu::transpose's own tiles).
   void (*transpose32)(const uint32_t* src, int64_t rows, int64_t cols, int64_t ld,
                       uint32_t* dst);
+
+  // AVX-512: oneDNN's brgemm then runs it too, where MKL on an AMD processor stays on AVX2.
+  bool avx512() const { return std::strcmp(name, "avx512") == 0; }
 };
 
 // The level ATen runs its own CPU kernels at (ATEN_CPU_CAPABILITY honoured), or the
