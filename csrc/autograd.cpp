@@ -6,7 +6,7 @@
 // Written in C++ rather than with torch.library.register_autograd: the Python formulas cost
 // 40-70 us a call on the 2-core development VM (fill_defaults, redispatch, the
 // autograd.Function layer), as much as the kernels of a small layer: GRU T=1 B=16 H=128,
-// forward with autograd 127 -> 60 us per operator call.
+// forward with autograd 127 -> 54 us per operator call (49 without autograd).
 //
 // The backward operators are first-order only. Under create_graph=True their results are
 // handed back through NoSecondDerivative, which passes them on and raises if anything

@@ -161,6 +161,12 @@ def _repack(output, like: PackedSequence, cpu_lengths):
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
+def _in_dtype(tensor, dtype):
+    """tensor in dtype; the tensor itself when it is already (a no-op .to() still costs a
+    few microseconds of argument parsing, three times a call)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
+
+
 def _require_bool(name, value):
     """torch.nn's own wording for its bias and batch_first checks."""
     if not isinstance(value, bool):
@@ -312,10 +318,7 @@ class _FusedRNNMixin:
     def _layer_weights(self, weights, dtype):
         """The weights per layer and direction, in the dtype this call computes in."""
         def slot(index):
-            if index is None:
-                return None
-            weight = weights[index]
-            return weight if weight.dtype == dtype else weight.to(dtype)
+            return None if index is None else _in_dtype(weights[index], dtype)
         return [LayerWeights(*(slot(i) for i in slots))
                 for slots in self._weight_layout().slots]
 
@@ -382,14 +385,14 @@ class _FusedRNNMixin:
         no_autocast = (torch.autocast(data.device.type, enabled=False)
                        if torch.is_autocast_enabled(data.device.type) else nullcontext())
         with no_autocast:
-            x = padded.x.to(precision.compute)
+            x = _in_dtype(padded.x, precision.compute)
             h0, c0 = self._initial_state(hx, x, padded, unbatched, precision)
             output, h_n, c_n = recurrent_stack(
                 self.mode, x, h0, c0, self._layer_weights(weights, precision.compute),
                 self.num_layers, self.bidirectional, float(self.dropout), self.training,
                 padded.lengths, self.reset_after)
-        output, h_n = output.to(precision.output), h_n.to(precision.hidden)
-        c_n = c_n.to(precision.cell) if c_n is not None else None
+        output, h_n = _in_dtype(output, precision.output), _in_dtype(h_n, precision.hidden)
+        c_n = _in_dtype(c_n, precision.cell) if c_n is not None else None
         return self._from_padded(output, h_n, c_n, input, padded, unbatched)
 
     def _to_padded(self, input, unbatched) -> PaddedInput:
@@ -425,7 +428,7 @@ class _FusedRNNMixin:
                                f"{state.dim()}-D of shape {tuple(state.shape)}")
                 state = state.unsqueeze(1)
             self._check_state(name, state, shape, x, precision)
-            checked.append(state.to(precision.compute))
+            checked.append(_in_dtype(state, precision.compute))
         state = tuple(checked) if is_lstm else checked[0]
         state = self.permute_hidden(state, padded.sorted_indices)  # into the sorted order
         return state if is_lstm else (state, None)

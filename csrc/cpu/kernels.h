@@ -30,7 +30,8 @@ void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}});
+    device.prepare<scalar_t>(seq.B,
+                             {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}});
     lstm_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -39,7 +40,8 @@ void lstm_backward(const LstmBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B, {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}},
+    device.prepare<scalar_t>(seq.B,
+                             {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}},
                              /*transposed_b=*/false);
     lstm_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
