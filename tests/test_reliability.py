@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.utils.checkpoint import checkpoint
 
 import fastrnn
 from helpers import KINDS, make_pair
@@ -116,6 +117,48 @@ def test_double_backward_raises_instead_of_a_wrong_result(kind):
     penalty = grad.square().sum()
     with pytest.raises(RuntimeError, match="double backward .* fastrnn.to_torch"):
         penalty.backward()
+
+
+def _backward_under(mode, layer, x):
+    """Gradients of (input, *parameters) of a squared-sum loss, the forward run as `mode`."""
+    xs = x.clone().requires_grad_()
+    layer.zero_grad()
+    if mode == "checkpoint":
+        out = checkpoint(lambda t: layer(t)[0], xs, use_reentrant=False)
+    elif mode == "checkpoint_reentrant":
+        out = checkpoint(lambda t: layer(t)[0], xs, use_reentrant=True)
+    elif mode == "save_on_cpu":
+        with torch.autograd.graph.save_on_cpu():
+            out = layer(xs)[0]
+    elif mode == "saved_tensors_hooks":  # every saved tensor packed as a copy
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: t.clone(), lambda t: t):
+            out = layer(xs)[0]
+    else:  # retain_graph: a first backward keeps the graph for a second
+        out = layer(xs)[0]
+        out.sum().backward(retain_graph=True)
+        layer.zero_grad()
+        xs.grad = None
+    out.square().sum().backward()
+    return [xs.grad] + [p.grad for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("mode", ["checkpoint", "checkpoint_reentrant", "save_on_cpu",
+                                  "saved_tensors_hooks", "retain_graph"])
+@pytest.mark.parametrize("kind", ["lstm_proj", "gru", "rnn_tanh"])
+def test_autograd_machinery_around_the_kernels(kind, mode):
+    # the C++ autograd formulas (csrc/autograd.cpp) under activation checkpointing, saved
+    # tensor hooks and a retained graph, against torch.nn under the same
+    reference, fast = make_pair(kind, 4, 6, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    for got, expected in zip(_backward_under(mode, fast, x), _backward_under(mode, reference, x)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_second_backward_without_retain_graph_raises():
+    out = fastrnn.GRU(4, 6)(torch.randn(5, 3, 4, requires_grad=True))[0].sum()
+    out.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        out.backward()
 
 
 def test_linear_input_gradient_is_differentiable_and_weight_gradient_raises():
