@@ -52,13 +52,14 @@ inline std::tuple<at::Tensor, at::Tensor> grads_from_transposed(const at::Tensor
 }
 
 // Whether the weight gradients of x go through the BLAS as dpre^T x, the bias's as column
-// sums of dpre: on a CPU without AVX-512, where oneDNN's brgemm has no wider vectors than
-// MKL's AVX2 path, MKL's own blocking of this long product was faster than brgemm on
-// [x^T; 1] with its transposes. Measured on the AMD AVX2 VM, bias included, 3200 x 100 ->
-// 400: 4.06 vs 3.31 ms; 16384 x 512 -> 2048: 299 vs 247 ms; 16384 x 128 -> 2048: 79 vs 76.
+// sums of dpre: in float64 (no brgemm: the transposes only cost), and in float32 on a CPU
+// without AVX-512, where oneDNN's brgemm has no wider vectors than MKL's AVX2 path and
+// MKL's own blocking of this long product was faster than brgemm on [x^T; 1] with its
+// transposes. Measured on the AMD AVX2 VM, bias included, 3200 x 100 -> 400: 4.06 vs 3.31
+// ms; 16384 x 512 -> 2048: 299 vs 247 ms; 16384 x 128 -> 2048: 79 vs 76.
 inline bool weight_grads_through_blas(const at::Tensor& x) {
-  return x.is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
-         !cpu::simd_level().avx512();
+  return x.is_cpu() && (x.scalar_type() == at::kDouble ||
+                        (x.scalar_type() == at::kFloat && !cpu::simd_level().avx512()));
 }
 
 inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor& x,
