@@ -29,6 +29,14 @@ constexpr bool kHaveBrgemm = false;
 // Rows below this go to the BLAS (a GEMV there beats brgemm); columns are split over the
 // threads in blocks of this width (256 measured best of 128, 256, 512).
 constexpr int64_t kBrgemmMinRows = 2;
+// A float32 walk of fewer steps than this packs no weight: its products go to the BLAS,
+// which reads each weight once where packing it costs a read and a write of its own (a
+// step-by-step decoder calls a layer once per step). Measured on the AMD AVX2 VM, one
+// step of inference, layers of I=128, two runs: LSTM B=16 H=512 639-664 -> 401-524 us,
+// LSTM B=4 H=256 188-190 -> 128-137 us, GRU B=64 H=256 347-348 -> 325-339 us; at two
+// steps the two ways were even (LSTM B=16 H=512 884 -> 715-724 us, GRU B=64 H=256 552 ->
+// 556-750), from three on packing won.
+constexpr int64_t kPackMinSteps = 2;
 // A product outside the time loop (brgemm_matmul) of fewer rows than this goes to the BLAS:
 // it reads each element of B fewer times than packing B costs. Measured on the AMD AVX2
 // VM, x W^T + b for W 2048 x 512, 16 rows: 608 us through brgemm (W packed), 393 us MKL;

@@ -61,15 +61,16 @@ struct CpuDevice {
     }
   }
 
-  // Called by the entry points before the walk: packs the weights that the walk's GEMMs of
-  // `rows` rows read as their B, W^T in the forward (`transposed_b`), W in the backward,
-  // for float32 (when brgemm is there) and bfloat16 (when its micro-kernel runs here; a
-  // weight whose K is odd is left to the widened product).
+  // Called by the entry points before the walk: packs the weights that the walk's `steps`
+  // GEMMs of `rows` rows read as their B, W^T in the forward (`transposed_b`), W in the
+  // backward, for float32 (when brgemm is there) and bfloat16 (when its micro-kernel runs
+  // here; a weight whose K is odd is left to the widened product).
   template <class T>
-  void prepare(int64_t rows, std::initializer_list<WeightShape> weights,
+  void prepare(int64_t steps, int64_t rows, std::initializer_list<WeightShape> weights,
                bool transposed_b = true) {
     constexpr bool bf16 = std::is_same_v<T, c10::BFloat16>;
     if constexpr (std::is_same_v<T, float>) {
+      if (steps < kPackMinSteps) return;  // one step: see kPackMinSteps
       if (rows < kBrgemmMinRows && !transposed_b) {  // a single row: see TransposedWeight
         for (const WeightShape& w : weights) {
           if (w.data == nullptr) continue;

@@ -30,7 +30,7 @@ void lstm_forward(const LstmForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_forward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B,
+    device.prepare<scalar_t>(seq.T, seq.B,
                              {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}});
     lstm_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
@@ -40,7 +40,7 @@ void lstm_backward(const LstmBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_lstm_backward_cpu", [&] {
     const SequenceArgs& seq = args.seq;
-    device.prepare<scalar_t>(seq.B,
+    device.prepare<scalar_t>(seq.T, seq.B,
                              {{args.w_hh, 4 * seq.H, seq.P, 1}, {args.w_hr, seq.P, seq.H, 1}},
                              /*transposed_b=*/false);
     lstm_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
@@ -52,7 +52,7 @@ void gru_forward(const GruForwardArgs& args) {
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
     // the reset-before GRU multiplies W_hn apart from W_hr and W_hz
     const int64_t segments = args.reset_after ? 1 : 3;
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, segments}});
+    device.prepare<scalar_t>(args.seq.T, args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, segments}});
     gru_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -60,7 +60,7 @@ void gru_forward(const GruForwardArgs& args) {
 void gru_backward(const GruBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_backward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 1}},
+    device.prepare<scalar_t>(args.seq.T, args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, 1}},
                              /*transposed_b=*/false);
     gru_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
@@ -69,7 +69,7 @@ void gru_backward(const GruBackwardArgs& args) {
 void rnn_forward(const RnnForwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_forward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}});
+    device.prepare<scalar_t>(args.seq.T, args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}});
     rnn_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
@@ -77,7 +77,7 @@ void rnn_forward(const RnnForwardArgs& args) {
 void rnn_backward(const RnnBackwardArgs& args) {
   CpuDevice device;
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_rnn_backward_cpu", [&] {
-    device.prepare<scalar_t>(args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}},
+    device.prepare<scalar_t>(args.seq.T, args.seq.B, {{args.w_hh, args.seq.H, args.seq.H, 1}},
                              /*transposed_b=*/false);
     rnn_backward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
