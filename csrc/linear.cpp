@@ -38,7 +38,8 @@ std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor
                   grad_output.device() == input.device(),
               op, ": grad_output must be ", input.scalar_type(), " on ", input.device(),
               " like input, got ", grad_output.scalar_type(), " on ", grad_output.device());
-  // one path for both: the row of ones costs 1/(K+1) more of the product
+  // the bias's column sums ride on the weight's product (a row of ones, 1/(K+1) more of
+  // it) or, where the BLAS computes the weights' (weight_grads_through_blas), are a sum
   auto [grad_weight, grad_bias] =
       weight_and_bias_grads(input, contiguous_buffer(grad_output), with_bias);
   return {grad_weight, with_bias ? grad_bias : at::empty({0}, input.options())};

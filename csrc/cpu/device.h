@@ -24,11 +24,9 @@ namespace fastrnn {
 namespace cpu {
 namespace FASTRNN_CPU_LEVEL {
 
-// A weight the walk multiplies: W [rows, cols] row-major, its rows in `gates` equal groups
-// (a product may use some of them: the reset-before GRU's W_hn).
-// A weight W [rows, cols] of a walk. Its forward products multiply W^T whole, or (the
-// reset-before GRU) some of its `segments` equal ranges of rows apart: packed blocks then
-// never straddle two of them.
+// A weight W [rows, cols] (row-major) of a walk. Its forward products multiply W^T whole,
+// or (the reset-before GRU) some of its `segments` equal ranges of rows apart: packed
+// blocks then never straddle two of them.
 struct WeightShape {
   const void* data;
   int64_t rows, cols, segments;

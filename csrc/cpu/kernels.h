@@ -52,7 +52,8 @@ void gru_forward(const GruForwardArgs& args) {
   AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, args.seq.dtype, "fastrnn_gru_forward_cpu", [&] {
     // the reset-before GRU multiplies W_hn apart from W_hr and W_hz
     const int64_t segments = args.reset_after ? 1 : 3;
-    device.prepare<scalar_t>(args.seq.T, args.seq.B, {{args.w_hh, 3 * args.seq.H, args.seq.H, segments}});
+    device.prepare<scalar_t>(args.seq.T, args.seq.B,
+                             {{args.w_hh, 3 * args.seq.H, args.seq.H, segments}});
     gru_forward_sequence<scalar_t, at::opmath_type<scalar_t>>(device, args);
   });
 }
