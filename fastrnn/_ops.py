@@ -4,7 +4,8 @@ every operator, so shapes propagate under torch.compile.
 The autograd formulas of the forward operators are C++ (csrc/autograd.cpp). Each forward
 returns, after its real outputs, the tensors its backward needs (empty when called with
 save_for_backward=False); those are marked non-differentiable. The backward operators are
-first-order only: differentiating their results (double backward) raises.
+first-order; under create_graph=True the formulas replay the forward with differentiable
+ATen ops instead (csrc/replay.h), so gradients of gradients are right.
 """
 import torch
 

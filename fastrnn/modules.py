@@ -465,8 +465,8 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
     Differences from torch.nn: the class derives from ``nn.RNNBase``, not ``nn.LSTM``
     (``isinstance(layer, nn.LSTM)`` is False), so that ``torch.compile(fullgraph=True)``
     traces it; a device or dtype without fastrnn kernels (bfloat16 on the CPU) and active
-    torch.func transforms run torch.nn's implementation, with a warning; double backward
-    raises; TorchScript needs :func:`to_torch` first.
+    torch.func transforms run torch.nn's implementation, with a warning; TorchScript needs
+    :func:`to_torch` first.
 
     >>> import torch, fastrnn
     >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)

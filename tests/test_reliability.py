@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 from torch.nn.utils import parametrizations, parametrize
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 from torch.utils.checkpoint import checkpoint
 
 import fastrnn
-from helpers import KINDS, make_pair
+from helpers import KINDS, flat_state, make_pair, random_state
 from fastrnn import _ops
 from fastrnn._ops import GATES, ops
 
@@ -109,14 +109,62 @@ def test_create_graph_first_order_matches_torch(kind):
     assert got.requires_grad
 
 
+def _penalty_gradients(layer, x, state, lengths):
+    """Gradients of (input, *state, *parameters) of a loss with a gradient penalty: the
+    first-order gradients (taken with create_graph=True) squared and summed, so a second
+    derivative runs through the layer's backward."""
+    layer.zero_grad()
+    inputs = [x] + flat_state(state)
+    source = x if lengths is None else pack_padded_sequence(x, lengths, batch_first=True,
+                                                           enforce_sorted=False)
+    out, final = layer(source, state)
+    out = out if lengths is None else pad_packed_sequence(out, batch_first=True)[0]
+    loss = out.square().sum() + flat_state(final)[0].pow(3).sum()
+    first = torch.autograd.grad(loss, inputs + list(layer.parameters()), create_graph=True)
+    penalty = sum(g.square().sum() for g in first) + out.sum()
+    second = torch.autograd.grad(penalty, inputs + list(layer.parameters()))
+    return first + second
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"])
-def test_double_backward_raises_instead_of_a_wrong_result(kind):
-    _, fast = make_pair(kind, 4, 6)
-    x = torch.randn(5, 2, 4, dtype=torch.float64, requires_grad=True)
-    grad, = torch.autograd.grad(fast(x)[0].square().sum(), x, create_graph=True)
-    penalty = grad.square().sum()
-    with pytest.raises(RuntimeError, match="double backward .* fastrnn.to_torch"):
-        penalty.backward()
+def test_double_backward_matches_torch_nn(kind, bidirectional, packed):
+    # create_graph=True replays the forward with differentiable ops (csrc/replay.cpp): a
+    # gradient penalty through every input, state and parameter, as torch.nn computes it
+    reference, fast = make_pair(kind, 3, 4, num_layers=2, bidirectional=bidirectional,
+                                batch_first=True)
+    torch.manual_seed(1)
+    x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    state = random_state(reference, 3, "cpu", torch.float64)
+    lengths = torch.tensor([5, 2, 4]) if packed else None
+    expected = _penalty_gradients(reference, x, state, lengths)
+    got = _penalty_gradients(fast, x, state, lengths)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_third_derivative_matches_torch_nn(kind):
+    reference, fast = make_pair(kind, 2, 3)
+    x = torch.randn(4, 1, 2, dtype=torch.float64, requires_grad=True)
+
+    def third(layer):
+        g, = torch.autograd.grad(layer(x)[0].pow(2).sum(), x, create_graph=True)
+        gg, = torch.autograd.grad(g.pow(2).sum(), x, create_graph=True)
+        return torch.autograd.grad(gg.pow(2).sum(), x)[0]
+
+    torch.testing.assert_close(third(fast), third(reference))
+
+
+def test_double_backward_in_float32_matches_torch_nn():
+    reference, fast = make_pair("lstm", 8, 16, dtype=torch.float32, num_layers=2)
+    x = torch.randn(20, 4, 8, requires_grad=True)
+    state = random_state(reference, 4, "cpu", torch.float32)
+    for got, expected in zip(_penalty_gradients(fast, x, state, None),
+                             _penalty_gradients(reference, x, state, None)):
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-4 * scale)
 
 
 def _backward_under(mode, layer, x):
@@ -161,24 +209,21 @@ def test_second_backward_without_retain_graph_raises():
         out.backward()
 
 
-def test_linear_input_gradient_is_differentiable_and_weight_gradient_raises():
-    # the input projection's formula (csrc/autograd.cpp): its input gradient is a product
-    # through the same operator, differentiable again; its weight gradient is first-order
+def test_linear_second_derivatives_match_f_linear():
+    # the input projection's formula (csrc/autograd.cpp) under create_graph=True: every
+    # gradient differentiable again, as F.linear's
     torch.manual_seed(0)
     x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
     second = []
     for linear in (ops.linear, torch.nn.functional.linear):
-        grad_x, grad_w, grad_b = torch.autograd.grad(linear(x, w, b).square().sum(), (x, w, b),
-                                                     create_graph=True)
-        second.append(torch.autograd.grad(grad_x.square().sum(), (x, w)))
+        first = torch.autograd.grad(linear(x, w, b).square().sum(), (x, w, b),
+                                    create_graph=True)
+        second.append(torch.autograd.grad(sum(g.square().sum() for g in first), (x, w, b)))
     for got, expected in zip(*second):
         torch.testing.assert_close(got, expected)
-    for grad in torch.autograd.grad(ops.linear(x, w, b).square().sum(), (w, b),
-                                    create_graph=True):
-        with pytest.raises(RuntimeError, match="double backward .* fastrnn.to_torch"):
-            grad.square().sum().backward()
+    assert torch.autograd.gradgradcheck(ops.linear, (x, w, b))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
@@ -199,25 +244,41 @@ def test_output_changed_in_place_before_backward(kind, bidirectional):
         torch.testing.assert_close(got, expected)
 
 
-@pytest.mark.parametrize("op", ["lstm", "gru", "rnn"])
-def test_gradgradcheck_raises(op):
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("variant", ["lstm", "lstm_proj", "gru", "gru_reset_before",
+                                     "rnn_tanh", "rnn_relu"])
+def test_gradgradcheck_of_the_operators(variant, reverse):
+    # second derivatives against finite differences of the first, through every argument,
+    # the incoming gradients included; sequence lengths 3, 1 and 2 (one finishes early)
+    op = variant.split("_")[0]
     g = GATES[op]
     torch.manual_seed(0)
-    gates = torch.randn(3, 2, g * 4, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    w_hh = torch.randn(g * 4, 4, dtype=torch.float64, requires_grad=True)
+    P = 2 if variant == "lstm_proj" else 4
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    gates, h0, w_hh, b_hh = rand(3, 3, g * 4), rand(3, P), rand(g * 4, P), rand(g * 4)
+    lengths = torch.tensor([3, 1, 2])
     if op == "lstm":
-        c0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-        inputs = (gates, h0, c0, w_hh)
-        f = lambda *a: ops.lstm_forward(*a, None, None, None, False, True)[0]  # noqa: E731
+        w_hr = rand(P, 4) if variant == "lstm_proj" else None
+        inputs = (gates, h0, rand(3, 4), w_hh, b_hh) + ((w_hr,) if w_hr is not None else ())
+
+        def f(gates, h0, c0, w_hh, b_hh, w_hr=None):
+            return ops.lstm_forward(gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, True)[:3]
     elif op == "gru":
-        inputs = (gates, h0, w_hh)
-        f = lambda *a: ops.gru_forward(*a, None, None, False, True, True)[0]  # noqa: E731
+        inputs = (gates, h0, w_hh, b_hh)
+        reset_after = variant == "gru"
+
+        def f(*a):
+            return ops.gru_forward(*a, lengths, reverse, reset_after, True)[:2]
     else:
-        inputs = (gates, h0, w_hh)
-        f = lambda *a: ops.rnn_forward(*a, None, None, False, "tanh", True)[0]  # noqa: E731
-    with pytest.raises(RuntimeError, match="double backward"):
-        torch.autograd.gradgradcheck(f, inputs)
+        inputs = (gates, h0, w_hh, b_hh)
+        nonlinearity = variant.split("_")[1]
+
+        def f(*a):
+            return ops.rnn_forward(*a, lengths, reverse, nonlinearity, True)[:2]
+    assert torch.autograd.gradgradcheck(f, inputs)
 
 
 # ---------------------------------------------------------------- 3. meta and mixed devices
