@@ -88,7 +88,7 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
           [&] { return FASTRNN_OP(linear_weight_grads).call(input, grad, with_bias); });
       d_weight = both[0];
       d_bias = with_bias ? both[1] : Tensor();
-    } else {  // create_graph=True: ATen's differentiable products
+    } else {  // the bias alone, or create_graph=True: ATen's differentiable ops
       if (ctx->needs_input_grad(1)) d_weight = at::mm(grad.t(), input);
       if (with_bias) d_bias = grad.sum(0);
     }

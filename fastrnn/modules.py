@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
+from torch.autograd import forward_ad
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _ops
@@ -344,6 +345,10 @@ class _FusedRNNMixin:
         if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
             # custom operators' autograd formulas do not compose with torch.func transforms
             return "torch.func transforms (grad, vmap, jacrev, ...) are active"
+        if not torch.compiler.is_compiling() and forward_ad._current_level >= 0:
+            # the operators have no forward-mode formulas (dual tensors would raise an
+            # error naming torch's C++ custom Function, not the layer)
+            return "forward-mode AD (torch.autograd.forward_ad.dual_level) is active"
         return None
 
     def _precision(self, data):
@@ -464,9 +469,9 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
 
     Differences from torch.nn: the class derives from ``nn.RNNBase``, not ``nn.LSTM``
     (``isinstance(layer, nn.LSTM)`` is False), so that ``torch.compile(fullgraph=True)``
-    traces it; a device or dtype without fastrnn kernels (bfloat16 on the CPU) and active
-    torch.func transforms run torch.nn's implementation, with a warning; TorchScript needs
-    :func:`to_torch` first.
+    traces it; a device or dtype without fastrnn kernels (bfloat16 on the CPU), active
+    torch.func transforms and forward-mode AD run torch.nn's implementation, with a
+    warning; TorchScript needs :func:`to_torch` first.
 
     >>> import torch, fastrnn
     >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)

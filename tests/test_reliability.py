@@ -89,6 +89,32 @@ def test_functional_call_and_torch_func_grad(kind):
         torch.testing.assert_close(got[name], expected[name], msg=name)
 
 
+@pytest.mark.parametrize("kind", ["lstm_proj", "gru", "rnn_tanh"])
+def test_forward_mode_ad_runs_torch_nn(kind):
+    # dual tensors (torch.autograd.forward_ad): the operators have no forward-mode formulas,
+    # so the layer runs torch.nn's implementation, with a warning, and gives its tangents
+    import torch.autograd.forward_ad as fwAD
+    reference, fast = make_pair(kind, 4, 6, num_layers=2, bidirectional=True)
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    tangent = torch.randn_like(x)
+    results = []
+    for layer in (reference, fast):
+        with fwAD.dual_level(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = layer(fwAD.make_dual(x, tangent))[0]
+            results.append([t.clone() for t in fwAD.unpack_dual(out)])
+    for got, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(got, expected)
+
+
+def test_forward_mode_ad_on_reset_before_gru_is_a_clear_error():
+    import torch.autograd.forward_ad as fwAD
+    gru = fastrnn.GRU(4, 6, reset_after=False)
+    x = torch.randn(5, 2, 4)
+    with fwAD.dual_level(), pytest.raises(RuntimeError, match="forward-mode AD .* no reset"):
+        gru(fwAD.make_dual(x, torch.randn_like(x)))
+
+
 def test_torch_func_grad_on_reset_before_gru_is_a_clear_error():
     gru = fastrnn.GRU(4, 6, reset_after=False)
     params = dict(gru.named_parameters())
