@@ -125,17 +125,25 @@ struct Replay {
     return live.defined() ? at::where(live, saved, at::zeros({}, saved.options())) : saved;
   }
 
-  // autograd's gradients of the replayed outputs with respect to `inputs`, differentiable
-  // again; undefined for an input nothing depends on.
-  variable_list gradients(const variable_list& outputs, const variable_list& grads,
-                          const variable_list& inputs) const {
+  // autograd's gradients, differentiable again, of the replayed step outputs and final
+  // states with respect to `inputs` (undefined for an input nothing depends on). grads:
+  // those of (output [T, B, P], final states...). The steps go to autograd one by one, each
+  // with its time step of grads[0]: a stacked output would hand each step its gradient
+  // through a zero-filled [T, B, P] copy in the second backward.
+  variable_list gradients(const variable_list& steps, const variable_list& finals,
+                          const variable_list& grads, const variable_list& inputs) const {
+    const auto dtype = in.w_hh.scalar_type();
+    const variable_list step_grads =
+        grads[0].defined() ? grads[0].unbind(0) : variable_list(steps.size());
     variable_list used_outputs, used_grads, wanted;
-    for (size_t i = 0; i < outputs.size(); ++i) {
-      if (grads[i].defined() && outputs[i].requires_grad()) {
-        used_outputs.push_back(outputs[i]);
-        used_grads.push_back(grads[i].to(outputs[i].scalar_type()));
+    const auto use = [&](const Tensor& output, const Tensor& grad) {
+      if (grad.defined() && output.requires_grad()) {
+        used_outputs.push_back(output.to(dtype));
+        used_grads.push_back(grad.to(dtype));
       }
-    }
+    };
+    for (size_t t = 0; t < steps.size(); ++t) use(steps[t], step_grads[t]);
+    for (size_t i = 0; i < finals.size(); ++i) use(finals[i], grads[i + 1]);
     for (const Tensor& input : inputs) {
       if (input.defined() && input.requires_grad()) wanted.push_back(input);
     }
@@ -153,11 +161,12 @@ struct Replay {
   }
 
   // Runs `step` (state in, new state out) over time in the layer's direction, keeping
-  // finished sequences' states and zeroing their outputs; returns the output [T, B, P].
-  Tensor run(const std::function<std::vector<Tensor>(int64_t, const std::vector<Tensor>&,
+  // finished sequences' states and zeroing their outputs; returns the outputs of the time
+  // steps, [B, P] each, in time order.
+  variable_list run(const std::function<std::vector<Tensor>(int64_t, const std::vector<Tensor>&,
                                                      const Tensor&)>& step,
              std::vector<Tensor>& state) const {
-    std::vector<Tensor> outputs(T);
+    variable_list outputs(T);
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = time_of(s);
       const Tensor mask = live(t);
@@ -170,7 +179,7 @@ struct Replay {
         state = std::move(next);
       }
     }
-    return at::stack(outputs);
+    return outputs;
   }
 };
 
@@ -187,7 +196,7 @@ variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& g
   const int64_t H = gates.size(2) / 4;
   const auto recurrent = r.recurrent_groups({4 * H})[0];
   std::vector<Tensor> state{r.h0, r.c0};  // (h, c); the step's output is its new h
-  const Tensor output = r.run(
+  const variable_list steps = r.run(
       [&](int64_t t, const std::vector<Tensor>& hc, const Tensor& live) {
         const std::vector<Tensor> pre =
             (r.input_steps[t] + Replay::product(hc[0], recurrent)).split(H, 1);
@@ -202,9 +211,7 @@ variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& g
         return std::vector<Tensor>{h, c};
       },
       state);
-  const auto dtype = in.w_hh.scalar_type();
-  const variable_list outputs{output.to(dtype), state[0].to(dtype), state[1].to(dtype)};
-  return r.gradients(outputs, grads,
+  return r.gradients(steps, {state[0], state[1]}, grads,
                      {r.input_gates, in.h0, in.c0, in.w_hh, in.b_hh, in.w_hr});
 }
 
@@ -212,27 +219,28 @@ variable_list gru(const Inputs& in, const Tensor& gates, bool reset_after,
                   const variable_list& grads) {
   const Replay r(in, gates.sizes(), gates.scalar_type());
   const int64_t H = gates.size(2) / 3;
-  const auto recurrent = r.recurrent_groups({2 * H, H});  // (r, z), n
+  // reset after: one product for all three gates; reset before: (r, z), then n apart
+  const auto recurrent =
+      reset_after ? r.recurrent_groups({3 * H}) : r.recurrent_groups({2 * H, H});
   std::vector<Tensor> state{r.h0};
-  const Tensor output = r.run(
+  const variable_list steps = r.run(
       [&](int64_t t, const std::vector<Tensor>& hv, const Tensor& live) {
         const Tensor& h = hv[0];
         const std::vector<Tensor> x = r.input_steps[t].split_with_sizes({2 * H, H}, 1);
         const std::vector<Tensor> saved =
             Replay::saved_where_live(gates[t], live).split_with_sizes({2 * H, H}, 1);
-        const Tensor pre_rz = x[0] + Replay::product(h, recurrent[0]);
+        std::vector<Tensor> hh;  // (W_h{r,z} h + b_h{r,z}, W_hn h + b_hn) when reset after
+        if (reset_after) hh = Replay::product(h, recurrent[0]).split_with_sizes({2 * H, H}, 1);
+        const Tensor pre_rz = x[0] + (reset_after ? hh[0] : Replay::product(h, recurrent[0]));
         const std::vector<Tensor> rz = activate(pre_rz, saved[0], kSigmoid).split(H, 1);
         const Tensor &reset = rz[0], &update = rz[1];
-        const Tensor pre_n = reset_after
-                                 ? x[1] + reset * Replay::product(h, recurrent[1])
-                                 : x[1] + Replay::product(reset * h, recurrent[1]);
+        const Tensor pre_n = reset_after ? x[1] + reset * hh[1]
+                                         : x[1] + Replay::product(reset * h, recurrent[1]);
         const Tensor n = activate(pre_n, saved[1], kTanh);
         return std::vector<Tensor>{n + update * (h - n)};
       },
       state);
-  const auto dtype = in.w_hh.scalar_type();
-  return r.gradients({output.to(dtype), state[0].to(dtype)}, grads,
-                     {r.input_gates, in.h0, in.w_hh, in.b_hh});
+  return r.gradients(steps, {state[0]}, grads, {r.input_gates, in.h0, in.w_hh, in.b_hh});
 }
 
 variable_list rnn(const Inputs& in, const Tensor& hs, const std::string& nonlinearity,
@@ -243,7 +251,7 @@ variable_list rnn(const Inputs& in, const Tensor& hs, const std::string& nonline
   const Activation activation = nonlinearity == "relu" ? kRelu : kTanh;
   const auto recurrent = r.recurrent_groups({hs.size(2)})[0];
   std::vector<Tensor> state{r.h0};
-  const Tensor output = r.run(
+  const variable_list steps = r.run(
       [&](int64_t t, const std::vector<Tensor>& hv, const Tensor& live) {
         // the state after step t sits in slot t + 1 (forward) or t (reverse)
         const Tensor after = hs[in.reverse ? t : t + 1].to(acc);
@@ -252,9 +260,7 @@ variable_list rnn(const Inputs& in, const Tensor& hs, const std::string& nonline
             activate(pre, Replay::saved_where_live(after, live), activation)};
       },
       state);
-  const auto dtype = in.w_hh.scalar_type();
-  return r.gradients({output.to(dtype), state[0].to(dtype)}, grads,
-                     {r.input_gates, in.h0, in.w_hh, in.b_hh});
+  return r.gradients(steps, {state[0]}, grads, {r.input_gates, in.h0, in.w_hh, in.b_hh});
 }
 
 }  // namespace replay

@@ -170,6 +170,17 @@ def test_double_backward_matches_torch_nn(kind, bidirectional, packed):
         torch.testing.assert_close(g, e)
 
 
+@pytest.mark.parametrize("batch", [0, 1])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
+def test_double_backward_of_one_step_and_empty_batch(kind, batch):
+    reference, fast = make_pair(kind, 3, 4, num_layers=2, bidirectional=True)
+    x = torch.randn(1, batch, 3, dtype=torch.float64, requires_grad=True)
+    state = random_state(reference, batch, "cpu", torch.float64)
+    for got, expected in zip(_penalty_gradients(fast, x, state, None),
+                             _penalty_gradients(reference, x, state, None)):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_third_derivative_matches_torch_nn(kind):
     reference, fast = make_pair(kind, 2, 3)
