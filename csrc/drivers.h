@@ -60,6 +60,26 @@ inline const void* data_or_null(const optional<Tensor>& t) {
   return t.has_value() ? t->data_ptr() : nullptr;
 }
 
+// The gradient reaching the output, as the backward walk reads it: contiguous [T, B, P]
+// with `step` = B * P elements between time steps; or, when one gradient reaches every
+// step (expanded along time, as `output.sum()` or `.mean()` hand back), that [B, P] step
+// alone with `step` = 0, rather than a T-fold copy (32 MB for T=256, B=64, P=512).
+struct OutputGrad {
+  optional<Tensor> tensor;  // none when autograd passed no gradient
+  int64_t step = 0;
+
+  explicit OutputGrad(const optional<Tensor>& grad) {
+    if (!grad.has_value()) return;
+    if (grad->size(0) > 1 && grad->stride(0) == 0) {
+      tensor = contiguous_buffer((*grad)[0]);
+    } else {
+      tensor = contiguous_buffer(*grad);
+      step = grad->size(1) * grad->size(2);
+    }
+  }
+  const void* data() const { return tensor.has_value() ? tensor->data_ptr() : nullptr; }
+};
+
 // The gradient reaching a final state, as a fresh contiguous buffer in the accumulation
 // type (the backward walk accumulates into it); zeros when autograd passed none.
 inline Tensor state_grad(const optional<Tensor>& grad, at::IntArrayRef shape,

@@ -65,7 +65,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor extra = extra_in.contiguous(), w_hh = w_hh_in.contiguous();
-  optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
+  OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / kGruGates;
   const auto opts = hs.options();
@@ -82,14 +82,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())
         .gru_backward({sequence_args(T, B, H, H, reverse, true, lengths, hs.scalar_type()),
-                       reset_after, data_or_null(grad_output), w_hh.data_ptr(), hs.data_ptr(),
-                       gates.data_ptr(), extra.data_ptr(), dh.data_ptr(), grad_gates.data_ptr(),
+                       reset_after, grad_output.data(), grad_output.step, w_hh.data_ptr(),
+                       hs.data_ptr(), gates.data_ptr(), extra.data_ptr(), dh.data_ptr(),
+                       grad_gates.data_ptr(),
                        reset_after ? grad_hh_n.data_ptr() : nullptr,
                        reset_after ? nullptr : dz.data_ptr(),
                        reset_after ? nullptr : d_reset_h.data_ptr()});
   }
 
-  grad_output.reset();  // a copy of a strided one is freed before the weight gradients
+  grad_output.tensor.reset();  // a copy is freed before the weight gradients
   auto [grad_w_hh, grad_b_hh] = reset_after
       ? reset_after_weight_grads(grad_gates, grad_hh_n, hs, reverse)
       : reset_before_weight_grads(grad_gates, hs, extra, reverse);

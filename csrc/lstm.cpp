@@ -72,7 +72,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const Tensor hs = hs_in.contiguous(), cs = cs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor proj_in = proj_in_arg.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
-  optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
+  OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
   const int64_t H = G / kLstmGates, P = hs.size(2);
@@ -90,13 +90,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())
         .lstm_backward({sequence_args(T, B, H, P, reverse, true, lengths, hs.scalar_type()),
-                        data_or_null(grad_output), w_hh.data_ptr(), data_or_null(w_hr),
+                        grad_output.data(), grad_output.step, w_hh.data_ptr(), data_or_null(w_hr),
                         cs.data_ptr(), gates.data_ptr(), dh.data_ptr(), dc.data_ptr(),
                         grad_gates.data_ptr(), has_proj ? grad_proj_out.data_ptr() : nullptr,
                         has_proj ? grad_proj_in.data_ptr() : nullptr});
   }
 
-  grad_output.reset();  // a copy of a strided one is freed before the weight gradients
+  grad_output.tensor.reset();  // a copy is freed before the weight gradients
   auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
   Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
                               : new_buffer({0}, opts);

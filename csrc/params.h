@@ -55,6 +55,7 @@ struct LstmForwardArgs {
 struct LstmBackwardArgs {
   SequenceArgs seq;         // keep_all is true: the forward's saved history
   const void* grad_output;  // [T, B, P] T or null
+  int64_t grad_output_step; // between its time steps: B*P, or 0 (OutputGrad, drivers.h)
   const void* w_hh;         // [4H, P] T
   const void* w_hr;         // [P, H] T or null
   const void* cs;           // [T+1, B, H] A
@@ -82,6 +83,7 @@ struct GruBackwardArgs {
   SequenceArgs seq;
   bool reset_after;
   const void* grad_output;  // [T, B, H] T or null
+  int64_t grad_output_step; // between its time steps: B*H, or 0 (OutputGrad, drivers.h)
   const void* w_hh;         // [3H, H] T
   const void* hs;           // [T+1, B, H] T
   const void* gates;        // [T, B, 3H] A
@@ -109,6 +111,7 @@ struct RnnBackwardArgs {
   SequenceArgs seq;
   bool relu;
   const void* grad_output;  // [T, B, H] T or null
+  int64_t grad_output_step; // between its time steps: B*H, or 0 (OutputGrad, drivers.h)
   const void* w_hh;         // [H, H] T
   const void* hs;           // [T+1, B, H] T
   void* dh;                 // [B, H] A

@@ -54,7 +54,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
                       grad_output_in, grad_h_n);
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), w_hh = w_hh_in.contiguous();
-  optional<Tensor> grad_output = contiguous_or_none(grad_output_in);
+  OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   const auto opts = hs.options();
@@ -64,11 +64,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
   if (T > 0 && B > 0) {
     backend_for(hs.device().type())
         .rnn_backward({sequence_args(T, B, H, H, reverse, true, lengths, hs.scalar_type()),
-                       relu, data_or_null(grad_output), w_hh.data_ptr(), hs.data_ptr(),
+                       relu, grad_output.data(), grad_output.step, w_hh.data_ptr(), hs.data_ptr(),
                        dh.data_ptr(), grad_gates.data_ptr()});
   }
 
-  grad_output.reset();  // a copy of a strided one is freed before the weight gradients
+  grad_output.tensor.reset();  // a copy is freed before the weight gradients
   auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
   return {grad_gates, dh.to(opts.dtype()), grad_w_hh, grad_b_hh};
 }

@@ -70,6 +70,25 @@ def test_gradcheck(device, cell, options, reverse, lengths):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cell,options", CASES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("broadcast", ["time", "batch", "all"])
+def test_broadcast_output_gradient(device, cell, options, reverse, broadcast):
+    # an output gradient that autograd hands back broadcast (output.sum(), or a weighting
+    # constant along time): one step read at every step (OutputGrad, csrc/drivers.h), or
+    # copied; the same gradients as for the same values laid out in full
+    args = forward_args(cell, options, device, reverse, "unsorted")
+    inputs = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    out = forward_op(cell)(*args)[0]
+    shape = {"time": (1,) + out.shape[1:], "batch": (out.shape[0], 1, out.shape[2]),
+             "all": (1, 1, 1)}[broadcast]
+    weight = torch.randn(shape, device=device, dtype=out.dtype).expand_as(out)
+    expected = torch.autograd.grad(out, inputs, weight.contiguous(), retain_graph=True)
+    got = torch.autograd.grad(out, inputs, weight)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
 # bfloat16 kernels exist on both devices, float16 on CUDA only.
 LOW_PRECISION = [torch.bfloat16] + ([torch.float16] if "cuda" in DEVICES else [])
 

@@ -54,7 +54,8 @@ void gru_backward_sequence(Device& dev, const GruBackwardArgs& a) {
     const StepInfo info{s.lengths, t, B, H};
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.grad_output != nullptr) {
-      dev.add_output_grad(info, H, static_cast<const T*>(a.grad_output) + t * B * H, dh);
+      const T* grad_output_t = static_cast<const T*>(a.grad_output) + t * a.grad_output_step;
+      dev.add_output_grad(info, H, grad_output_t, dh);
     }
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * G;
     T* grad_hh_n = a.reset_after ? static_cast<T*>(a.grad_hh_n) + t * B * H : nullptr;

@@ -52,7 +52,8 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
     const StepInfo info{s.lengths, t, B, H};
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.grad_output != nullptr) {
-      dev.add_output_grad(info, P, static_cast<const T*>(a.grad_output) + t * B * P, dh);
+      const T* grad_output_t = static_cast<const T*>(a.grad_output) + t * a.grad_output_step;
+      dev.add_output_grad(info, P, grad_output_t, dh);
     }
     // dh_cell: the gradient reaching o * tanh(c). Without a projection it is dh itself,
     // which each active row then hands over to the recurrent GEMM (dh := 0 first).

@@ -37,7 +37,8 @@ void rnn_backward_sequence(Device& dev, const RnnBackwardArgs& a) {
     const int64_t t = backward_time(step, s.T, s.reverse);
     const StepInfo info{s.lengths, t, B, H};
     if (a.grad_output != nullptr) {
-      dev.add_output_grad(info, H, static_cast<const T*>(a.grad_output) + t * B * H, dh);
+      const T* grad_output_t = static_cast<const T*>(a.grad_output) + t * a.grad_output_step;
+      dev.add_output_grad(info, H, grad_output_t, dh);
     }
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * H;
     dev.rnn_backward_step(RnnBackwardStep<T, A>{info, hs.next(step, t), dh, grad_gates, a.relu});
