@@ -163,9 +163,10 @@ struct Replay {
   // Runs `step` (state in, new state out) over time in the layer's direction, keeping
   // finished sequences' states and zeroing their outputs; returns the outputs of the time
   // steps, [B, P] each, in time order.
-  variable_list run(const std::function<std::vector<Tensor>(int64_t, const std::vector<Tensor>&,
-                                                     const Tensor&)>& step,
-             std::vector<Tensor>& state) const {
+  // step(t, state, live) -> new state, whose first tensor is also the step's output.
+  using Step =
+      std::function<std::vector<Tensor>(int64_t, const std::vector<Tensor>&, const Tensor&)>;
+  variable_list run(const Step& step, std::vector<Tensor>& state) const {
     variable_list outputs(T);
     for (int64_t s = 0; s < T; ++s) {
       const int64_t t = time_of(s);
