@@ -183,10 +183,6 @@ def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, trainin
             layer_input = _JoinDirections.apply(*outputs)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
-    return layer_input, _stacked(h_n), (_stacked(c_n) if c0 is not None else None)
-
-
-def _stacked(states):
-    """The layers' final states as one [L*D, B, P] tensor; a single one as a view (a stack
-    of one, a copy, cost about 5 us of a one-step layer)."""
-    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)
+    # stacked even for one layer: a view of the operator's h_n would refuse the in-place
+    # detach_() that truncated backpropagation through time calls on torch.nn's final states
+    return layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)

@@ -264,6 +264,20 @@ def test_linear_second_derivatives_match_f_linear():
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_final_state_detached_in_place(kind):
+    # truncated BPTT: the final state carried to the next chunk with detach_(), which torch.nn
+    # allows (its final states are not views)
+    _, fast = make_pair(kind, 4, 6)
+    state = None
+    for _ in range(2):
+        out, state = fast(torch.randn(5, 3, 4, dtype=torch.float64), state)
+        out.sum().backward()
+        for tensor in flat_state(state):
+            tensor.detach_()
+            assert not tensor.requires_grad
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_output_changed_in_place_before_backward(kind, bidirectional):
     # ReLU(inplace=True) or in-place dropout after the layer: torch.nn's GRU and RNN allow
