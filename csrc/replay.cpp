@@ -122,7 +122,7 @@ struct Replay {
   // The forward's saved activation of rows that took part in step t; zeros for the others
   // (their saved values are not the cell's, and nothing reads them).
   static Tensor saved_where_live(const Tensor& saved, const Tensor& live) {
-    return live.defined() ? at::where(live, saved, at::zeros({}, saved.options())) : saved;
+    return live.defined() ? at::where(live, saved, 0) : saved;
   }
 
   // autograd's gradients, differentiable again, of the replayed step outputs and final
@@ -173,7 +173,7 @@ struct Replay {
       const Tensor mask = live(t);
       std::vector<Tensor> next = step(t, state, mask);
       if (mask.defined()) {
-        outputs[t] = at::where(mask, next[0], at::zeros({}, next[0].options()));
+        outputs[t] = at::where(mask, next[0], 0);
         for (size_t i = 0; i < state.size(); ++i) state[i] = at::where(mask, next[i], state[i]);
       } else {
         outputs[t] = next[0];
