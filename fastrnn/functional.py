@@ -154,9 +154,11 @@ def _runs_in_one_call(x, weights, dropout, training):
     same order as _stack's: on the CPU where the input projection is fastrnn's own
     (input_projection), no dropout to draw between layers, and every layer's projection in
     one piece (run_layer's chunks)."""
-    if not _projects_itself(x) or (dropout > 0 and training):
+    if not x.is_cpu or (dropout > 0 and training) or not _projects_itself(x):
         return False
-    widest = max(layer.w_ih.shape[0] for layer in weights)
+    if x.shape[0] == 1:  # one step (a generation step): always one piece
+        return True
+    widest = max([layer.w_ih.shape[0] for layer in weights])
     return _steps_per_chunk(x, widest) >= x.shape[0]
 
 

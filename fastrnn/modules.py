@@ -98,10 +98,15 @@ class Precision(NamedTuple):
 class WeightLayout(NamedTuple):
     """A layer's parameters: their names (torch.nn's _flat_weights_names order), the shape
     torch.nn's constructor gives each, and per layer and direction the positions of
-    (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) among them (None: absent)."""
+    (weight_ih, weight_hh, bias_ih, bias_hh, weight_hr) among them (len(names): absent)."""
     names: list
     shapes: list
     slots: list
+
+
+# The Precision of a call outside autocast: everything in the input's dtype.
+_PLAIN_PRECISION = {dtype: Precision(dtype, dtype, dtype, dtype, False)
+                    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
 
 
 class PaddedInput(NamedTuple):
@@ -240,45 +245,39 @@ class _FusedRNNMixin:
                 shapes[f"bias_ih{suffix}"] = (gates * self.hidden_size,)
                 shapes[f"bias_hh{suffix}"] = (gates * self.hidden_size,)
                 shapes[f"weight_hr{suffix}"] = (proj, self.hidden_size)
-                slots.append(tuple(names.index(n + suffix) if n + suffix in names else None
+                slots.append(tuple(names.index(n + suffix) if n + suffix in names
+                                   else len(names)  # absent: _layer_weights' None
                                    for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh",
                                              "weight_hr")))
         return WeightLayout(names, [torch.Size(shapes[n]) for n in names], slots)
 
-    def _current_weights(self):
+    def _current_weights(self, layout):
         """Every parameter as this call reads it, in _flat_weights_names' order: from
         _parameters (where functional_call and swapped parameters put theirs), else through
         the attribute (a parametrization or weight_norm in its place). torch.nn's
         _update_flat_weights asks getattr for every name at every call (13 us for 3 layers)."""
-        names = self._weight_layout().names
+        names = layout.names
         if torch.compiler.is_compiling():
             return [getattr(self, name) for name in names]
         params = self._parameters
         return [params[name] if name in params else getattr(self, name) for name in names]
 
-    def _check_weights(self, weights, data, precision):
+    def _check_weights(self, layout, weights, data, precision):
         """Every parameter names itself when its type, device, dtype or shape is not what
-        the layer and the input need."""
-        layout = self._weight_layout()
+        the layer and the input need (one pass: this runs at every call)."""
         device = data.device
+        dtype = getattr(weights[0], "dtype", None)  # all share the first's
         for name, weight, shape in zip(layout.names, weights, layout.shapes):
             if not (isinstance(weight, torch.Tensor) and weight.device == device
-                    and weight.is_floating_point() and weight.shape == shape):
-                self._explain_weight(name, weight, shape, data)
-        if precision.autocast:  # autocast casts every parameter to its dtype
-            return
-        first = weights[0]
-        if first.dtype != data.dtype:
+                    and weight.is_floating_point() and weight.shape == shape
+                    and (weight.dtype == dtype or precision.autocast)):
+                self._explain_weight(name, weight, shape, data, layout.names[0], dtype)
+        if dtype != data.dtype and not precision.autocast:  # autocast casts the parameters
             self._fail(f"input dtype {data.dtype} does not match the layer's parameters "
-                       f"({first.dtype}); convert one of them with .to()",
+                       f"({dtype}); convert one of them with .to()",
                        IncompatibleTensorError)
-        for name, weight in zip(layout.names[1:], weights[1:]):
-            if weight.dtype != first.dtype:
-                self._fail(f"{name} has dtype {weight.dtype} but {layout.names[0]} and the "
-                           f"input have {first.dtype}; all parameters must share one dtype",
-                           IncompatibleTensorError)
 
-    def _explain_weight(self, name, weight, shape, data):
+    def _explain_weight(self, name, weight, shape, data, first_name, first_dtype):
         """Raises the error for a parameter _check_weights refused."""
         if not isinstance(weight, torch.Tensor):
             self._fail(f"{name} must be a Tensor, got {type(weight).__name__}",
@@ -291,7 +290,10 @@ class _FusedRNNMixin:
         if not weight.is_floating_point():
             self._fail(f"{name} must be floating point, got {weight.dtype}",
                        IncompatibleTensorError)
-        self._fail(f"{name} must have shape {tuple(shape)}, got {tuple(weight.shape)}")
+        if weight.shape != shape:
+            self._fail(f"{name} must have shape {tuple(shape)}, got {tuple(weight.shape)}")
+        self._fail(f"{name} has dtype {weight.dtype} but {first_name} has {first_dtype}; all "
+                   "parameters must share one dtype", IncompatibleTensorError)
 
     def _check_state(self, name, state, expected_shape, data, precision):
         if not isinstance(state, torch.Tensor):
@@ -316,24 +318,22 @@ class _FusedRNNMixin:
         return self.num_layers * directions, out_size
 
     # ------------------------------------------------------------ weights and precision
-    def _layer_weights(self, weights, dtype):
-        """The weights per layer and direction, in the dtype this call computes in."""
-        def slot(index):
-            return None if index is None else _in_dtype(weights[index], dtype)
-        return [LayerWeights(*(slot(i) for i in slots))
-                for slots in self._weight_layout().slots]
+    def _layer_weights(self, layout, weights, precision):
+        """The weights per layer and direction, in the dtype this call computes in (only
+        autocast's differs from theirs: _check_weights)."""
+        if precision.autocast:
+            weights = [_in_dtype(w, precision.compute) for w in weights]
+        weights = weights + [None]  # where layout.slots points for an absent weight
+        return [LayerWeights(*[weights[i] for i in slots]) for slots in layout.slots]
 
-    def _has_kernel(self, data, dtype):
-        return (_ops.has_kernel(data.device.type)
-                and dtype in KERNEL_DTYPES.get(data.device.type, ()))
-
-    def _fallback_reason(self, data, precision):
+    def _fallback_reason(self, device_type, precision):
         """Why this call cannot run fastrnn's kernels, or None when it can."""
-        if not self._has_kernel(data, precision.compute):
+        if not (_ops.has_kernel(device_type)
+                and precision.compute in KERNEL_DTYPES.get(device_type, ())):
             built = [d for d in ("cpu", "cuda") if _ops.has_kernel(d)]
-            return (f"no fastrnn kernel for {precision.compute} on {data.device.type} (built "
+            return (f"no fastrnn kernel for {precision.compute} on {device_type} (built "
                     f"backends: {', '.join(built) or 'none'})")
-        if (data.device.type == "cpu" and precision.compute == torch.bfloat16
+        if (device_type == "cpu" and precision.compute == torch.bfloat16
                 and not _ops.CPU_BF16_GEMM and self.reset_after):
             # the kernels would run, widening every product to float32: slower than torch.nn
             return ("this processor has no bfloat16 GEMM instructions (AVX512_BF16 or AMX) "
@@ -342,20 +342,21 @@ class _FusedRNNMixin:
             # a trace records operators for TorchScript and the TorchScript-based ONNX
             # export, which know torch.nn's (aten::lstm, ...) and not fastrnn's
             return "torch.jit.trace (or an ONNX export through it) is recording"
-        if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        if torch.compiler.is_compiling():  # the checks below concern eager calls only
+            return None
+        if torch._C._are_functorch_transforms_active():
             # custom operators' autograd formulas do not compose with torch.func transforms
             return "torch.func transforms (grad, vmap, jacrev, ...) are active"
-        if not torch.compiler.is_compiling() and forward_ad._current_level >= 0:
+        if forward_ad._current_level >= 0:
             # the operators have no forward-mode formulas (dual tensors would raise an
             # error naming torch's C++ custom Function, not the layer)
             return "forward-mode AD (torch.autograd.forward_ad.dual_level) is active"
         return None
 
-    def _precision(self, data):
+    def _precision(self, data, device):
         """Under torch.autocast on CUDA the layer runs in autocast's dtype, as cuDNN's RNNs
         do. Under CPU autocast it computes in float32 (its bf16 kernels serve bf16 inputs and
         weights, not autocast) and returns the dtypes torch.nn returns."""
-        device = data.device.type
         if device == "cuda" and torch.is_autocast_enabled("cuda"):
             amp = torch.get_autocast_dtype("cuda")
             return Precision(amp, amp, amp, amp, True)
@@ -364,36 +365,39 @@ class _FusedRNNMixin:
             kind = "LSTM_PROJ" if getattr(self, "proj_size", 0) > 0 else self.mode
             dtypes = [amp if lower else torch.float32 for lower in CPU_AUTOCAST_LOWERS[kind]]
             return Precision(torch.float32, *dtypes, True)
-        return Precision(data.dtype, data.dtype, data.dtype, data.dtype, False)
+        plain = _PLAIN_PRECISION.get(data.dtype)
+        return plain or Precision(data.dtype, data.dtype, data.dtype, data.dtype, False)
 
     # ------------------------------------------------------------ forward
     def forward(self, input, hx=None):
         packed = isinstance(input, PackedSequence)
         data = input.data if packed else input
         self._check_input(data, packed)
-        precision = self._precision(data)
+        device_type = data.device.type
+        precision = self._precision(data, device_type)
 
-        reason = self._fallback_reason(data, precision)
+        reason = self._fallback_reason(device_type, precision)
         if reason is not None:
             if not self.reset_after:
                 self._fail(f"{reason}, and torch.nn has no reset_after=False GRU to fall back "
                            "on", RuntimeError)
             _warn_once(f"{self._name()}: {reason}; running torch.nn's implementation")
             return self._torch_class.forward(self, input, hx)
-        weights = self._current_weights()  # parametrizations, swapped parameters
-        self._check_weights(weights, data, precision)
+        layout = self._weight_layout()
+        weights = self._current_weights(layout)  # parametrizations, swapped parameters
+        self._check_weights(layout, weights, data, precision)
 
         unbatched = not packed and data.dim() == 2
         padded = self._to_padded(input, unbatched)
         # the kernels run in precision.compute: autocast must not cast their inputs again
         # (entering the context only where autocast is on: it costs 12 us a call)
-        no_autocast = (torch.autocast(data.device.type, enabled=False)
-                       if torch.is_autocast_enabled(data.device.type) else nullcontext())
+        no_autocast = (torch.autocast(device_type, enabled=False)
+                       if torch.is_autocast_enabled(device_type) else nullcontext())
         with no_autocast:
             x = _in_dtype(padded.x, precision.compute)
             h0, c0 = self._initial_state(hx, x, padded, unbatched, precision)
             output, h_n, c_n = recurrent_stack(
-                self.mode, x, h0, c0, self._layer_weights(weights, precision.compute),
+                self.mode, x, h0, c0, self._layer_weights(layout, weights, precision),
                 self.num_layers, self.bidirectional, float(self.dropout), self.training,
                 padded.lengths, self.reset_after)
         output, h_n = _in_dtype(output, precision.output), _in_dtype(h_n, precision.hidden)

@@ -1,9 +1,11 @@
 """Bad input raises a clear Python exception naming the argument, before any kernel runs."""
 import pytest
 import torch
+from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import fastrnn
+from fastrnn import IncompatibleTensorError
 from fastrnn._ops import ops
 
 
@@ -257,3 +259,25 @@ def test_misuse_error_classes():
     with pytest.raises(fastrnn.NotAStatePairError) as caught:
         fastrnn.LSTM(4, 3)(torch.randn(5, 2, 4), (torch.zeros(1, 2, 3),))
     assert all(isinstance(caught.value, c) for c in (TypeError, IndexError, RuntimeError))
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_parameter_errors_name_the_parameter(kind):
+    # one parameter out of step with the others (a partial .to(), a swapped tensor): the
+    # error names it, whichever check catches it
+    cases = [
+        ("bias_hh_l1", lambda p: p.double(), IncompatibleTensorError,
+         r"bias_hh_l1 has dtype torch.float64 but weight_ih_l0 has torch.float32"),
+        ("weight_hh_l1", lambda p: p[:, :-1], fastrnn.InvalidShapeError,
+         r"weight_hh_l1 must have shape"),
+        ("weight_ih_l0", lambda p: p.to(torch.int32), IncompatibleTensorError,
+         r"weight_ih_l0 must be floating point"),
+        ("weight_hh_l0", lambda p: p.to("meta"), IncompatibleTensorError,
+         r"weight_hh_l0 is on meta but the input is on cpu"),
+    ]
+    for name, change, error, message in cases:
+        layer = getattr(fastrnn, kind)(4, 3, num_layers=2)
+        parameter = getattr(layer, name)
+        setattr(layer, name, nn.Parameter(change(parameter.detach()), requires_grad=False))
+        with pytest.raises(error, match=f"fastrnn.{kind}: {message}"):
+            layer(torch.randn(5, 2, 4))
