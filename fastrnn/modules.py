@@ -299,7 +299,7 @@ class _FusedRNNMixin:
         if not isinstance(state, torch.Tensor):
             self._fail(f"{name} must be a Tensor, got {type(state).__name__}",
                        NotATensorError)
-        if tuple(state.shape) != tuple(expected_shape):
+        if state.shape != expected_shape:
             self._fail(f"{name} must have shape {tuple(expected_shape)} "
                        f"(num_layers * num_directions, batch, size), got {tuple(state.shape)}")
         if state.device != data.device:
@@ -439,7 +439,8 @@ class _FusedRNNMixin:
             self._check_state(name, state, shape, x, precision)
             checked.append(_in_dtype(state, precision.compute))
         state = tuple(checked) if is_lstm else checked[0]
-        state = self.permute_hidden(state, padded.sorted_indices)  # into the sorted order
+        if padded.sorted_indices is not None:  # into the sorted order
+            state = self.permute_hidden(state, padded.sorted_indices)
         return state if is_lstm else (state, None)
 
     def _from_padded(self, output, h_n, c_n, input, padded: PaddedInput, unbatched):
