@@ -68,7 +68,12 @@ def input_projection(x, weight, bias):
 
 def _projects_itself(x):
     """Whether input_projection runs fastrnn's own product on x (else F.linear)."""
-    return x.device.type == "cpu" and x.numel() > 0 and (
+    return x.device.type == "cpu" and _cpu_projects(x)
+
+
+def _cpu_projects(x):
+    """_projects_itself for a CPU tensor x."""
+    return x.numel() > 0 and (
         x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and CPU_BF16_GEMM))
 
 
@@ -154,7 +159,7 @@ def _runs_in_one_call(x, weights, dropout, training):
     same order as _stack's: on the CPU where the input projection is fastrnn's own
     (input_projection), no dropout to draw between layers, and every layer's projection in
     one piece (run_layer's chunks)."""
-    if not x.is_cpu or (dropout > 0 and training) or not _projects_itself(x):
+    if not x.is_cpu or (dropout > 0 and training) or not _cpu_projects(x):
         return False
     if x.shape[0] == 1:  # one step (a generation step): always one piece
         return True
