@@ -193,3 +193,34 @@ def test_threads_sharing_the_cache_get_their_own_buffers():
         thread.join()
     for a, b in zip(expected, got):
         assert torch.equal(a, b)
+
+
+def test_a_request_reuses_the_smallest_kept_block_at_most_an_eighth_larger():
+    fastrnn.empty_cache()
+    fastrnn.set_cpu_cache_limit(256 << 20)
+    mb = 1 << 18  # float32 elements in a MB
+
+    def allocate(megabytes):
+        """(hits, misses) added by one buffer of that size, and its address."""
+        before = fastrnn.cpu_cache_info()
+        buffer = torch.ops.fastrnn.cpu_empty([int(megabytes * mb)], torch.float32)
+        after = fastrnn.cpu_cache_info()
+        return after["hits"] - before["hits"], after["misses"] - before["misses"], buffer
+
+    # kept: blocks of 8, 8.5 and 9.5 MB
+    kept = [allocate(size)[2] for size in (8, 8.5, 9.5)]
+    addresses = {size: t.data_ptr() for size, t in zip((8, 8.5, 9.5), kept)}
+    del kept
+    assert fastrnn.cpu_cache_info()["in_use_bytes"] == 0
+    hits, misses, exact = allocate(8)  # the 8 MB block, not a larger one
+    assert (hits, misses) == (1, 0) and exact.data_ptr() == addresses[8]
+    hits, misses, near = allocate(7.9)  # 8.5 MB is within an eighth of 7.9, 9.5 is not
+    assert (hits, misses) == (1, 0) and near.data_ptr() == addresses[8.5]
+    hits, misses, far = allocate(8.2)  # 9.5 MB is more than an eighth above: new memory
+    assert (hits, misses) == (0, 1)
+    hits, misses, larger = allocate(10)  # a smaller block never serves a larger request
+    assert (hits, misses) == (0, 1)
+    # in use: whole blocks (7.9 MB holds the 8.5 MB one), new ones rounded up to pages
+    pages = lambda t: -(-t.numel() * 4 // 4096) * 4096  # noqa: E731
+    assert fastrnn.cpu_cache_info()["in_use_bytes"] == (
+        pages(exact) + int(8.5 * mb) * 4 + pages(far) + pages(larger))
