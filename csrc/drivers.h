@@ -60,6 +60,13 @@ inline const void* data_or_null(const optional<Tensor>& t) {
   return t.has_value() ? t->data_ptr() : nullptr;
 }
 
+// The final state in `slot` of a state history. Saved for backward, the history must not
+// change under the caller's hands: a copy. In inference the two-slot history is the
+// operator's own, and the state a view of it (no copy in a generation step's call).
+inline Tensor final_state(const Tensor& history, int64_t slot, bool saved_for_backward) {
+  return saved_for_backward ? history[slot].clone() : history[slot];
+}
+
 // The gradient reaching the output, as the backward walk reads it: contiguous [T, B, P]
 // with `step` = B * P elements between time steps; or, when one gradient reaches every
 // step (expanded along time, as `output.sum()` or `.mean()` hand back), that [B, P] step

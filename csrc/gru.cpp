@@ -43,7 +43,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
                       hs.data_ptr(), gates.data_ptr(), extra.data_ptr(), output.data_ptr()});
   }
 
-  Tensor h_n = hs[final_state_slot(T, reverse, keep_all)].clone();
+  Tensor h_n = final_state(hs, final_state_slot(T, reverse, keep_all), keep_all);
   if (!keep_all) {
     hs = new_buffer({0}, opts);
     gates = new_buffer({0}, acc_opts);

@@ -47,8 +47,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   }
 
   const int64_t last = final_state_slot(T, reverse, keep_all);
-  Tensor h_n = hs[last].clone();
-  Tensor c_n = cs[last].to(input_gates.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+  Tensor h_n = final_state(hs, last, keep_all);
+  // the cell state accumulates in float for bfloat16: returned converted, a copy
+  Tensor c_n = cs.scalar_type() == input_gates.scalar_type()
+                   ? final_state(cs, last, keep_all)
+                   : cs[last].to(input_gates.scalar_type());
   if (!keep_all) {  // inference saves nothing for backward
     hs = new_buffer({0}, opts);
     cs = new_buffer({0}, acc_opts);

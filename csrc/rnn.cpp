@@ -39,7 +39,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
                       hs.data_ptr(), recurrent.data_ptr(), output.data_ptr()});
   }
 
-  Tensor h_n = hs[final_state_slot(T, reverse, keep_all)].clone();
+  Tensor h_n = final_state(hs, final_state_slot(T, reverse, keep_all), keep_all);
   if (!keep_all) hs = new_buffer({0}, opts);
   return {output, h_n, hs};
 }

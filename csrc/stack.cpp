@@ -68,8 +68,11 @@ std::tuple<Tensor, Tensor, Tensor> stack_forward(
       at::cat_out(layer_input, outputs, 2);
     }
   }
-  return {layer_input, at::stack(h_n),
-          lstm ? at::stack(c_n) : at::empty({0}, h0.options())};
+  // one layer in one direction (a generation step's usual call): a view, not a copy
+  auto stacked = [](const std::vector<Tensor>& states) {
+    return states.size() == 1 ? states[0].unsqueeze(0) : at::stack(states);
+  };
+  return {layer_input, stacked(h_n), lstm ? stacked(c_n) : at::empty({0}, h0.options())};
 }
 
 }  // namespace fastrnn

@@ -277,6 +277,28 @@ def test_final_state_detached_in_place(kind):
             assert not tensor.requires_grad
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_no_grad_final_state_is_its_own_memory(kind, steps):
+    # inference returns the final state as a view of the operator's two-slot history
+    # (csrc/drivers.h, final_state): in-place changes to it reach nothing else, and feeding
+    # it back as the next call's state (a generation loop) matches torch.nn
+    reference, fast = make_pair(kind, 4, 6)
+    x = torch.randn(steps, 3, 4, dtype=torch.float64)
+    results = []
+    for layer in (reference, fast):
+        with torch.no_grad():
+            out, state = layer(x)
+            kept = out.clone()
+            for tensor in flat_state(state):
+                assert tensor.storage_offset() == 0
+                tensor.detach_().mul_(0.5)
+            assert torch.equal(out, kept)
+            results.append(outputs_of(layer(x, state)))
+    for expected, got in zip(*results):
+        torch.testing.assert_close(got, expected)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_output_changed_in_place_before_backward(kind, bidirectional):

@@ -19,16 +19,18 @@ FASTRNN_HD int64_t backward_time(int64_t step, int64_t T, bool reverse) {
 // The slots of the state history that hold the initial and the final state (see
 // StateHistory); free functions so that host code can use them before it has pointers.
 FASTRNN_HD int64_t initial_state_slot(int64_t T, bool reverse, bool keep_all) {
-  return keep_all && reverse ? T : 0;
+  return keep_all ? (reverse ? T : 0) : T % 2;
 }
 FASTRNN_HD int64_t final_state_slot(int64_t T, bool reverse, bool keep_all) {
-  return keep_all ? (reverse ? 0 : T) : T % 2;
+  return keep_all ? (reverse ? 0 : T) : 0;
 }
 
 // One buffer per time step. With the whole history kept (saving for backward), slot t + prev_offset
 // holds the state entering time step t, so the weight gradient after the loop reads one
 // contiguous [T, B, width] slice whatever the direction. Without it (inference), two slots
-// alternate.
+// alternate, counted so that the final state lands in slot 0: the driver returns it as a
+// view at the buffer's start, as a fresh tensor's metadata reads (torch.compile's fake
+// tensors check the storage offset).
 template <class scalar_t>
 struct StateHistory {
   scalar_t* base;
@@ -38,10 +40,10 @@ struct StateHistory {
   bool keep_all;
 
   FASTRNN_HD int64_t prev_slot(int64_t step, int64_t t) const {
-    return keep_all ? t + (reverse ? 1 : 0) : step % 2;
+    return keep_all ? t + (reverse ? 1 : 0) : (steps - step) % 2;
   }
   FASTRNN_HD int64_t next_slot(int64_t step, int64_t t) const {
-    return keep_all ? t + (reverse ? 0 : 1) : (step + 1) % 2;
+    return keep_all ? t + (reverse ? 0 : 1) : (steps - step - 1) % 2;
   }
   FASTRNN_HD scalar_t* prev(int64_t step, int64_t t) const {
     return base + stride * prev_slot(step, t);
