@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstring>
 #include <tuple>
 
 #include "cpu/buffer_cache.h"
@@ -58,6 +59,22 @@ std::tuple<Tensor, Tensor> linear_weight_grads(const Tensor& input, const Tensor
 
 inline const void* data_or_null(const optional<Tensor>& t) {
   return t.has_value() ? t->data_ptr() : nullptr;
+}
+
+// The initial state into `slot` of a state history. A contiguous CPU state of the
+// history's dtype is one memcpy: select and copy_ through the dispatcher cost 1.5 us, a
+// twentieth of a one-step call at H=16.
+inline void place_state(const Tensor& history, int64_t slot, const Tensor& state) {
+  if (history.is_cpu() && state.is_cpu() && state.is_contiguous() &&
+      state.scalar_type() == history.scalar_type() &&
+      state.numel() * history.size(0) == history.numel()) {
+    const size_t bytes = state.nbytes();
+    if (bytes > 0) {
+      std::memcpy(static_cast<char*>(history.data_ptr()) + slot * bytes, state.data_ptr(), bytes);
+    }
+    return;
+  }
+  history[slot].copy_(state);
 }
 
 // The final state in `slot` of a state history. Saved for backward, the history must not

@@ -34,7 +34,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
   Tensor hs = new_buffer({keep_all ? T + 1 : 2, B, H}, opts);
   Tensor gates = new_buffer({keep_all ? T : 1, B, G}, acc_opts);
   Tensor extra = new_buffer({keep_all ? T : 1, B, H}, opts);
-  hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
+  place_state(hs, initial_state_slot(T, reverse, keep_all), h0);
   if (T > 0 && B > 0) {
     backend_for(input_gates.device().type())
         .gru_forward({sequence_args(T, B, H, H, reverse, keep_all, lengths,

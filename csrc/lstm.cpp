@@ -35,8 +35,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   Tensor cs = new_buffer({slots, B, H}, acc_opts);
   Tensor gates = new_buffer({keep_all ? T : 1, B, G}, acc_opts);
   Tensor proj_in = has_proj ? new_buffer({keep_all ? T : 1, B, H}, opts) : new_buffer({0}, opts);
-  hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
-  cs[initial_state_slot(T, reverse, keep_all)].copy_(c0);
+  place_state(hs, initial_state_slot(T, reverse, keep_all), h0);
+  place_state(cs, initial_state_slot(T, reverse, keep_all), c0);
   if (T > 0 && B > 0) {
     backend_for(input_gates.device().type())
         .lstm_forward({sequence_args(T, B, H, P, reverse, keep_all, lengths,

@@ -30,7 +30,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
   Tensor output = new_buffer({T, B, H}, opts);
   Tensor hs = new_buffer({keep_all ? T + 1 : 2, B, H}, opts);
   Tensor recurrent = new_buffer({B, H}, opts.dtype(accumulation_dtype(input_gates.scalar_type())));
-  hs[initial_state_slot(T, reverse, keep_all)].copy_(h0);
+  place_state(hs, initial_state_slot(T, reverse, keep_all), h0);
   if (T > 0 && B > 0) {
     backend_for(input_gates.device().type())
         .rnn_forward({sequence_args(T, B, H, H, reverse, keep_all, lengths,
