@@ -226,6 +226,21 @@ def test_weight_grads_transpose_their_input(rows, width, ld):
     torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rows,width", [(2100, 300), (4500, 1100)])
+def test_weight_grads_of_long_products_over_row_blocks(rows, width):
+    # A weight gradient's product is long (K = rows >= 4 M, M = width + 1 with the bias
+    # row): on two threads two row blocks read the unpacked grad_output (N = 517, three
+    # column blocks, the last 5 wide), each copying its depth slices (the last one short)
+    # into its thread's scratch.
+    torch.manual_seed(0)
+    x = torch.randn(rows, width)
+    grad = torch.randn(rows, 517)
+    d_weight, d_bias = ops.linear_weight_grads(x, grad, True)
+    torch.testing.assert_close(d_weight.double(), grad.double().t() @ x.double(), atol=1e-3,
+                               rtol=1e-4)
+    torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
+
+
 @pytest.mark.parametrize("rows", [2, 31, 32, 129, 300])
 @pytest.mark.parametrize("features", [300, 600])
 def test_linear_of_few_and_many_rows(rows, features):

@@ -95,14 +95,17 @@ inline void release_micro_kernel() {
 struct ProductBlocks {
   static constexpr int64_t kRows = 128, kColumns = 256, kDepth = 512;
   int64_t M, N, row_blocks, column_blocks, column_width;
+  // K = T*B steps' rows against M = the state's width: a weight gradient, whose B (the
+  // gates' gradient over all steps) is the largest tensor of a backward
+  bool long_product;
 
-  ProductBlocks(int64_t M_, int64_t N_, int64_t K) : M(M_), N(N_) {
+  ProductBlocks(int64_t M_, int64_t N_, int64_t K) : M(M_), N(N_), long_product(K >= 4 * M_) {
     const int64_t threads = at::get_num_threads();
     column_blocks = (N + kColumns - 1) / kColumns;
     // Rows split evenly: a thin last block would read all of B again for a few rows (a
     // weight gradient with its bias row, 129 x 16384 x 2048, took twice the time of 128).
     row_blocks = std::max<int64_t>(1, M / kRows);
-    if (K >= 4 * M) {
+    if (long_product) {
       // A long product (a weight gradient: K = T*B steps' rows, M = the state's width)
       // reads and writes its C block again for every depth slice: fewer, taller row blocks
       // (at most 1024 rows), as long as every thread still gets two tasks. Measured, 513 x
@@ -344,8 +347,13 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
   // column block in W's layout are a page apart. Measured, the input projection of a
   // second layer, 16384x512x2048: 84 -> 71 ms; 16384x1024x2048: 156 -> 139 ms.
   // A transposed B (a weight W^T) is packed even for one row block: packing is then its
-  // one copy, where a contiguous W^T and the slices below were two.
-  const bool pack_b = blocks.row_blocks > 1 || b.stride(1) != 1;
+  // one copy, where a contiguous W^T and the slices below were two. The B of a long
+  // product (a weight gradient's dpre) is not, though two row blocks read it: each task
+  // copies its slices (below), reading B once per row block, where a packed copy added
+  // all of B to the backward's peak. Measured on two Zen 4 cores (AVX-512), training
+  // T=256 B=64 I=128 H=512: RNN peak 161.6 -> 130.6 MB, GRU 387.8 -> 358.8 MB, the
+  // reset-before GRU 420.0 -> 359.0 MB; 513 x 16384 x 512 47-48 against 49-50 ms.
+  const bool pack_b = b.stride(1) != 1 || (blocks.row_blocks > 1 && !blocks.long_product);
   const PackedWeight<float> packed_b =
       pack_b ? PackedWeight<float>::for_product(b, blocks) : PackedWeight<float>{};
   const float* A = a.data_ptr<float>();
@@ -370,8 +378,9 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
           } else {
             // The slice of B copied into the thread's scratch first: in place, its rows lie
             // a whole row of B apart (8 KB in a weight gradient's dpre [T*B, 4H]) and the
-            // prefetchers stop at every page. With B unpacked there is one row block, so
-            // each slice is read by one task: this copy is B's only read. Measured on two
+            // prefetchers stop at every page. With B unpacked each slice is read by one task
+            // per row block (one, or a long product's few): these copies are B's only
+            // reads. Measured on two
             // Sapphire Rapids cores, 513 x 16384 x 2048 (W_hh's gradient and its bias row):
             // 197 -> 117 ms (MKL 113); 129 x 16384 x 2048: 57 -> 36 ms (MKL 46).
             thread_local std::vector<float> slice;
