@@ -41,13 +41,38 @@ inline at::Tensor transposed_with_ones(const at::Tensor& x) {
   return lhs;
 }
 
+// Whether brgemm multiplies [x^T; 1] straight from x, transposing tile by tile into each
+// thread's scratch (cpu::ProductRows): wherever product() would send the copy to brgemm.
+inline bool transposed_in_tiles(const at::Tensor& x) {
+  if (!x.is_cpu() || x.stride(1) != 1 || x.size(0) == 0 || x.size(1) == 0) return false;
+  if (x.scalar_type() == at::kFloat) {
+    return cpu::kHaveBrgemm && x.size(1) + 1 >= cpu::kBrgemmMinProductRows;
+  }
+  return x.scalar_type() == at::kBFloat16 && x.size(0) % 2 == 0 && cpu::brgemm_bf16_usable();
+}
+
+// transposed_with_ones(x), or an undefined tensor where the product transposes in tiles
+inline at::Tensor ones_unless_tiled(const at::Tensor& x) {
+  return transposed_in_tiles(x) ? at::Tensor() : transposed_with_ones(x);
+}
+
 // (d(W) [G, width], d(b) [G]) = (sum_t dpre_t^T x_t, sum_t dpre_t) for dpre [rows, G] and
-// x_ones = transposed_with_ones(x), x [rows, width].
-inline std::tuple<at::Tensor, at::Tensor> grads_from_transposed(const at::Tensor& x_ones,
+// x [rows, width], x_ones = ones_unless_tiled(x).
+inline std::tuple<at::Tensor, at::Tensor> grads_from_transposed(const at::Tensor& x,
+                                                                const at::Tensor& x_ones,
                                                                 const at::Tensor& dpre) {
-  const int64_t width = x_ones.size(0) - 1;
+  const int64_t width = x.size(1);
   // as ([x^T; 1] dpre)^T: both operands then run along their rows, as brgemm reads them
-  const at::Tensor both = product(x_ones, dpre);
+  at::Tensor both;
+  if (x_ones.defined()) {
+    both = product(x_ones, dpre);
+  } else if (x.scalar_type() == at::kFloat) {
+    both = cpu::brgemm_matmul(cpu::ProductRows<float>::transposed_with_ones_of(x), width + 1,
+                              x.size(0), dpre, c10::nullopt);
+  } else {
+    both = cpu::brgemm_matmul_bf16(cpu::ProductRows<c10::BFloat16>::transposed_with_ones_of(x),
+                                   width + 1, x.size(0), dpre, c10::nullopt);
+  }
   return {contiguous_buffer(both.narrow(0, 0, width).t()), both.select(0, width).clone()};
 }
 
@@ -68,7 +93,7 @@ inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor
   if (weight_grads_through_blas(x)) {
     return {at::mm(dpre.t(), x), with_bias ? dpre.sum(0) : at::Tensor()};
   }
-  return grads_from_transposed(transposed_with_ones(x), dpre);
+  return grads_from_transposed(x, ones_unless_tiled(x), dpre);
 }
 
 // d(W_hh) = sum_t dpre_t^T h_{t-1} and d(b_hh) = sum_t dpre_t, for the recurrent
@@ -101,10 +126,10 @@ inline std::tuple<at::Tensor, at::Tensor> gru_recurrent_grads(const at::Tensor& 
     at::sum_out(b_n, dpre_n, 0);
     return {w, b};
   }
-  const at::Tensor rz_ones = transposed_with_ones(x_rz);
-  const at::Tensor n_ones = x_n.is_same(x_rz) ? rz_ones : transposed_with_ones(x_n);
-  auto [w_gates, b_gates] = grads_from_transposed(rz_ones, dpre_rz);
-  auto [w_candidate, b_candidate] = grads_from_transposed(n_ones, dpre_n);
+  const at::Tensor rz_ones = ones_unless_tiled(x_rz);
+  const at::Tensor n_ones = x_n.is_same(x_rz) ? rz_ones : ones_unless_tiled(x_n);
+  auto [w_gates, b_gates] = grads_from_transposed(x_rz, rz_ones, dpre_rz);
+  auto [w_candidate, b_candidate] = grads_from_transposed(x_n, n_ones, dpre_n);
   return {at::cat({w_gates, w_candidate}), at::cat({b_gates, b_candidate})};
 }
 

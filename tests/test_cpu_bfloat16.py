@@ -182,15 +182,16 @@ def test_operators_run_bfloat16_everywhere():
     assert (c.double() - ref_c).abs().max().item() < 2e-2
 
 
-@pytest.mark.parametrize("rows,width", [(2100, 300), (4502, 1100)])
-def test_weight_grads_of_long_products(rows, width):
+@pytest.mark.parametrize("rows,width,apart", [(2100, 300, 0), (4502, 1100, 0), (1000, 40, 37)])
+def test_weight_grads_of_long_products(rows, width, apart):
     # A weight gradient's product is long (K = rows >= 4 M, M = width + 1 with the bias
     # row): its grad_output [rows, 517] is not packed but read in depth slices that each task
     # interleaves into VNNI pairs (two row blocks on two threads; three column blocks, the
-    # last 5 wide; the last slice short). Accumulated in float32 and rounded once, each
-    # element is the float64 product of the same bf16 values within a bf16 rounding.
+    # last 5 wide; the last slice short), and [x^T; 1] is transposed tile by tile from x
+    # (its rows `apart` elements more than a row apart). Accumulated in float32 and rounded
+    # once, each element is the float64 product of the same bf16 values within a rounding.
     torch.manual_seed(0)
-    x = torch.randn(rows, width).bfloat16()
+    x = torch.randn(rows, width + apart).bfloat16()[:, :width]
     grad = torch.randn(rows, 517).bfloat16()
     d_weight, d_bias = _ops.ops.linear_weight_grads(x, grad, True)
     assert d_weight.dtype == d_bias.dtype == torch.bfloat16

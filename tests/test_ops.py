@@ -241,6 +241,19 @@ def test_weight_grads_of_long_products_over_row_blocks(rows, width):
     torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
 
 
+@pytest.mark.parametrize("rows,width", [(64, 31), (1000, 40), (2100, 300)])
+def test_weight_grads_of_an_input_whose_rows_are_apart(rows, width):
+    # brgemm transposes [x^T; 1] tile by tile straight from x (rows x.stride(0) apart, here
+    # wider than a row), the bias's row of ones in the last row block's last tile.
+    torch.manual_seed(0)
+    x = torch.randn(rows, width + 37)[:, 5:5 + width]
+    grad = torch.randn(rows, 300)
+    d_weight, d_bias = ops.linear_weight_grads(x, grad, True)
+    torch.testing.assert_close(d_weight.double(), grad.double().t() @ x.double(), atol=1e-3,
+                               rtol=1e-4)
+    torch.testing.assert_close(d_bias.double(), grad.double().sum(0), atol=1e-3, rtol=1e-4)
+
+
 @pytest.mark.parametrize("rows", [2, 31, 32, 129, 300])
 @pytest.mark.parametrize("features", [300, 600])
 def test_linear_of_few_and_many_rows(rows, features):

@@ -125,18 +125,39 @@ struct ProductBlocks {
     column_blocks = (N + column_width - 1) / column_width;
   }
 
-  // body(m0, m, n0, n) for every block, in parallel; `done` once per thread after its last.
+  // Column blocks per task: more than one where each task prepares its A tiles itself
+  // (ProductRows' transposed tiles), which then serve all of the task's column blocks.
+  int64_t group = 1;
+
+  // As few tasks as keep every thread busy, one row block and `group` column blocks each.
+  void group_columns() {
+    const int64_t threads = at::get_num_threads();
+    const int64_t per_row = std::min(column_blocks, (threads + row_blocks - 1) / row_blocks);
+    group = (column_blocks + per_row - 1) / per_row;
+  }
+
+  // body(m0, m, n0, n) for every task (a row block and `group` column blocks: columns [n0,
+  // n0 + n)), in parallel; `done` once per thread after its last.
   template <class Body, class Done>
   void for_each(const Body& body, const Done& done) const {
-    at::parallel_for(0, row_blocks * column_blocks, 1, [&](int64_t lo, int64_t hi) {
+    const int64_t groups = (column_blocks + group - 1) / group, width = group * column_width;
+    at::parallel_for(0, row_blocks * groups, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t task = lo; task < hi; ++task) {
-        const int64_t row_task = task / column_blocks;
-        const int64_t n0 = task % column_blocks * column_width;
+        const int64_t row_task = task / groups;
+        const int64_t n0 = task % groups * width;
         const int64_t m0 = row_task * M / row_blocks;
-        body(m0, (row_task + 1) * M / row_blocks - m0, n0, std::min(N, n0 + column_width) - n0);
+        body(m0, (row_task + 1) * M / row_blocks - m0, n0, std::min(N, n0 + width) - n0);
       }
       done();
     });
+  }
+
+  // body(c, width) for each column block of a task's columns [n0, n0 + n)
+  template <class Body>
+  void for_each_column_block(int64_t n0, int64_t n, const Body& body) const {
+    for (int64_t c = n0; c < n0 + n; c += column_width) {
+      body(c, std::min(n0 + n, c + column_width) - c);
+    }
   }
 };
 
@@ -331,22 +352,53 @@ struct PackedWeight {
   }
 };
 
+// The A [M, K] of a large product as the micro-kernel reads it, a tile of rows [m0, m0 + m)
+// and depth [k0, k0 + k) at a time: a matrix's rows in place, or [x^T; 1] for the states x
+// [K, M - 1] of a weight gradient (the bias's row of ones last), each tile transposed into
+// the thread's scratch when it is needed. A whole transposed copy was as large as x (33.5
+// MB for the benchmark's H=512 float32 layer) and added all of it to the backward's peak.
+template <class T>
+struct ProductRows {
+  const T* data;
+  int64_t ld;                 // between rows of the matrix, or of x
+  bool transposed_with_ones;  // data is x
+
+  static ProductRows rows_of(const at::Tensor& a) {  // rows contiguous
+    return {a.template data_ptr<T>(), a.stride(0), false};
+  }
+  static ProductRows transposed_with_ones_of(const at::Tensor& x) {  // x's rows contiguous
+    return {x.template data_ptr<T>(), x.stride(0), true};
+  }
+
+  // The tile's first element; its rows lie *lda apart. M: all of A's rows.
+  const T* tile(int64_t M, int64_t m0, int64_t m, int64_t k0, int64_t k, int64_t* lda) const {
+    if (!transposed_with_ones) {
+      *lda = ld;
+      return data + m0 * ld + k0;
+    }
+    thread_local std::vector<T> scratch;
+    scratch.resize(m * k);
+    const int64_t of_x = std::max<int64_t>(0, std::min(m0 + m, M - 1) - m0);
+    if (of_x > 0) transpose(data + k0 * ld + m0, k, of_x, ld, scratch.data());
+    std::fill(scratch.begin() + of_x * k, scratch.begin() + m * k, T(1.0f));
+    *lda = k;
+    return scratch.data();
+  }
+};
+
 // C = A B (+ bias on every row) for float32 CPU tensors A [M, K] and B [K, N] (transposed
 // views too), as a new contiguous [M, N] tensor: the large products
 // outside the time loop (input projection, weight gradients), in ProductBlocks (measured
 // here against MKL's at::mm: 16384x2048x128 21 vs 49 ms,
 // 512x16384x2048 96 vs 183 ms, 16384x128x2048 53 vs 79 ms).
-inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
-                                const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  // a transposed operand (h^T for a weight gradient, 33 MB in the benchmark's LSTM) is
-  // copied into a cached buffer: fresh memory costs more in page faults than the copy
-  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  at::Tensor c = new_buffer({M, N}, a.options());
-  if (M == 0 || N == 0) return c;
-  if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
-#ifdef CPUBLAS_BRGEMM_F32F32F32
-  const ProductBlocks blocks(M, N, K);
+// The product of A [M, K] given as ProductRows (M, K > 0), C a new [M, N] buffer.
+inline at::Tensor brgemm_matmul(const ProductRows<float>& a, int64_t M, int64_t K,
+                                const at::Tensor& b, const c10::optional<at::Tensor>& bias) {
+  const int64_t N = b.size(1);
+  at::Tensor c = new_buffer({M, N}, b.options());
+  if (N == 0) return c;
+  ProductBlocks blocks(M, N, K);
+  if (a.transposed_with_ones) blocks.group_columns();
   // A B that several row blocks read (a weight: the input projection, the input's
   // gradient) is packed in column blocks first, as the steps' weights are: rows of a
   // column block in W's layout are a page apart. Measured, the input projection of a
@@ -361,49 +413,64 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
   const bool pack_b = b.stride(1) != 1 || (blocks.row_blocks > 1 && !blocks.long_product);
   const PackedWeight<float> packed_b =
       pack_b ? PackedWeight<float>::for_product(b, blocks) : PackedWeight<float>{};
-  const float* A = a.data_ptr<float>();
   const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   float* C = c.data_ptr<float>();
-  const int64_t lda = a.stride(0);
   blocks.for_each(
-      [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
-        float* c_block = C + m0 * N + n0;
+      [&](int64_t m0, int64_t m, int64_t n0_task, int64_t n_task) {
         if (bias_data != nullptr) {
-          for (int64_t i = 0; i < m; ++i) std::copy_n(bias_data + n0, n, c_block + i * N);
+          for (int64_t i = 0; i < m; ++i) {
+            std::copy_n(bias_data + n0_task, n_task, C + (m0 + i) * N + n0_task);
+          }
         }
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
           const bool accumulate = k0 > 0 || bias_data != nullptr;
-          if (pack_b) {
-            packed_b.multiply_block(m, k, A + m0 * lda + k0, lda, k0, n0, n, accumulate,
-                                    c_block, N);
-          } else if (b.stride(0) == n) {  // the block is all of B's width: one run already
-            micro_kernel(m, n, k, lda, n, N, accumulate, A + m0 * lda + k0,
-                         b.data_ptr<float>() + k0 * n, c_block);
-          } else {
-            // The slice of B copied into the thread's scratch first: in place, its rows lie
-            // a whole row of B apart (8 KB in a weight gradient's dpre [T*B, 4H]) and the
-            // prefetchers stop at every page. With B unpacked each slice is read by one task
-            // per row block (one, or a long product's few): these copies are B's only
-            // reads. Measured on two
-            // Sapphire Rapids cores, 513 x 16384 x 2048 (W_hh's gradient and its bias row):
-            // 197 -> 117 ms (MKL 113); 129 x 16384 x 2048: 57 -> 36 ms (MKL 46).
-            thread_local std::vector<float> slice;
-            slice.resize(k * n);
-            const float* rows = b.data_ptr<float>() + k0 * b.stride(0) + n0;
-            for (int64_t r = 0; r < k; ++r) {
-              std::copy_n(rows + r * b.stride(0), n, slice.data() + r * n);
+          int64_t lda = 0;
+          const float* A = a.tile(M, m0, m, k0, k, &lda);
+          blocks.for_each_column_block(n0_task, n_task, [&](int64_t n0, int64_t n) {
+            float* c_block = C + m0 * N + n0;
+            if (pack_b) {
+              packed_b.multiply_block(m, k, A, lda, k0, n0, n, accumulate, c_block, N);
+            } else if (b.stride(0) == n) {  // the block is all of B's width: one run already
+              micro_kernel(m, n, k, lda, n, N, accumulate, A, b.data_ptr<float>() + k0 * n,
+                           c_block);
+            } else {
+              // The slice of B copied into the thread's scratch first: in place, its rows
+              // lie a whole row of B apart (8 KB in a weight gradient's dpre [T*B, 4H]) and
+              // the prefetchers stop at every page. With B unpacked each slice is read by
+              // one task per row block (one, or a long product's few): these copies are B's
+              // only reads. Measured on two Sapphire Rapids cores, 513 x 16384 x 2048
+              // (W_hh's gradient and its bias row): 197 -> 117 ms (MKL 113); 129 x 16384 x
+              // 2048: 57 -> 36 ms (MKL 46).
+              thread_local std::vector<float> slice;
+              slice.resize(k * n);
+              const float* rows = b.data_ptr<float>() + k0 * b.stride(0) + n0;
+              for (int64_t r = 0; r < k; ++r) {
+                std::copy_n(rows + r * b.stride(0), n, slice.data() + r * n);
+              }
+              micro_kernel(m, n, k, lda, n, N, accumulate, A, slice.data(), c_block);
             }
-            micro_kernel(m, n, k, lda, n, N, accumulate, A + m0 * lda + k0, slice.data(),
-                         c_block);
-          }
+          });
         }
       },
       [] { release_micro_kernel<float>(); });
-#else
+  return c;
+}
+
+inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
+                                const c10::optional<at::Tensor>& bias = c10::nullopt) {
+  // a transposed operand is copied into a cached buffer: fresh memory costs more in page
+  // faults than the copy
+  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+#ifdef CPUBLAS_BRGEMM_F32F32F32
+  if (M > 0 && K > 0) return brgemm_matmul(ProductRows<float>::rows_of(a), M, K, b, bias);
+#endif
+  at::Tensor c = new_buffer({M, N}, a.options());
+  if (M == 0 || N == 0) return c;
+  if (K == 0) return bias.has_value() ? c.copy_(bias->expand({M, N})) : c.zero_();
   at::mm_out(c, a, b);
   if (bias.has_value()) c.add_(*bias);
-#endif
   return c;
 }
 
@@ -414,13 +481,14 @@ inline at::Tensor brgemm_matmul(const at::Tensor& a_in, const at::Tensor& b,
 // (oneDNN's matmul) on two Zen 5 cores: input projection 16384x128x2048 with bias, 14 vs
 // 27-32 ms (F.linear); weight gradients 513x16384x512 14 vs 19-20 ms, 513x16384x2048 46 vs
 // 60 ms (packing B included).
-inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b,
-                                     const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
-  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  at::Tensor c = new_buffer({M, N}, a.options());
+inline at::Tensor brgemm_matmul_bf16(const ProductRows<c10::BFloat16>& a, int64_t M,
+                                     int64_t K, const at::Tensor& b,
+                                     const c10::optional<at::Tensor>& bias) {
+  const int64_t N = b.size(1);
+  at::Tensor c = new_buffer({M, N}, b.options());
   if (M == 0 || N == 0) return c;
-  const ProductBlocks blocks(M, N, K);
+  ProductBlocks blocks(M, N, K);
+  if (a.transposed_with_ones) blocks.group_columns();
   // Packed as the float32 product decides (see brgemm_matmul); an unpacked B is read in
   // VNNI slices that each task interleaves into its scratch. Measured on two Zen 4 cores
   // (AVX-512 BF16), bf16 training T=256 B=64 I=128 H=512: RNN peak 80.8 -> 65.3 MB, GRU
@@ -429,31 +497,34 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
   const auto packed = pack_b ? PackedWeight<c10::BFloat16>::for_product(b, blocks)
                              : PackedWeight<c10::BFloat16>{};
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
-  const c10::BFloat16* A = a.data_ptr<c10::BFloat16>();
   const float* bias_data = bias.has_value() ? bias_float.data_ptr<float>() : nullptr;
   c10::BFloat16* C = c.data_ptr<c10::BFloat16>();
-  const int64_t lda = a.stride(0);
   blocks.for_each(
       [&](int64_t m0, int64_t m, int64_t n0, int64_t n) {
-        // the thread's float32 accumulator, kept between blocks and calls (a fresh one of
-        // up to 525 KB per block would be fresh pages); the first slice overwrites it
+        // the thread's float32 accumulator of the task's columns, kept between tasks and
+        // calls (a fresh one of 525 KB or more per task would be fresh pages); the first
+        // slice overwrites it
         thread_local std::vector<float> block;
         block.resize(m * n);
         for (int64_t k0 = 0; k0 < K; k0 += ProductBlocks::kDepth) {  // slices stay even
           const int64_t k = std::min(K, k0 + ProductBlocks::kDepth) - k0;
-          if (pack_b) {
-            packed.multiply_block(m, k, A + m0 * lda + k0, lda, k0, n0, n, k0 > 0,
-                                  block.data(), n);
-          } else {
-            thread_local std::vector<c10::BFloat16> slice;
-            slice.resize(k * n);
-            const c10::BFloat16* rows = b.data_ptr<c10::BFloat16>() + k0 * b.stride(0) + n0;
-            for (int64_t r = 0; r < k; r += 2) {
-              interleave_pair(rows + r * b.stride(0), b.stride(0), n, slice.data() + r * n);
+          int64_t lda = 0;
+          const c10::BFloat16* A = a.tile(M, m0, m, k0, k, &lda);
+          blocks.for_each_column_block(n0, n, [&](int64_t c, int64_t width) {
+            float* sums = block.data() + (c - n0);  // [m, width], rows n apart
+            if (pack_b) {
+              packed.multiply_block(m, k, A, lda, k0, c, width, k0 > 0, sums, n);
+              return;
             }
-            micro_kernel(m, n, k, lda, n, n, k0 > 0, A + m0 * lda + k0, slice.data(),
-                         block.data());
-          }
+            thread_local std::vector<c10::BFloat16> slice;
+            slice.resize(k * width);
+            const c10::BFloat16* rows = b.data_ptr<c10::BFloat16>() + k0 * b.stride(0) + c;
+            for (int64_t r = 0; r < k; r += 2) {
+              interleave_pair(rows + r * b.stride(0), b.stride(0), width,
+                              slice.data() + r * width);
+            }
+            micro_kernel(m, width, k, lda, width, n, k0 > 0, A, slice.data(), sums);
+          });
         }
         // rounded on the SIMD level's vectors: element by element, the rounding took a
         // sixth of a bf16 LSTM forward (16384 x 2048 outputs for its input projection)
@@ -465,6 +536,13 @@ inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b
       },
       [] { release_micro_kernel<c10::BFloat16>(); });
   return c;
+}
+
+inline at::Tensor brgemm_matmul_bf16(const at::Tensor& a_in, const at::Tensor& b,
+                                     const c10::optional<at::Tensor>& bias = c10::nullopt) {
+  const at::Tensor a = a_in.stride(1) == 1 ? a_in : contiguous_buffer(a_in);
+  return brgemm_matmul_bf16(ProductRows<c10::BFloat16>::rows_of(a), a.size(0), a.size(1), b,
+                            bias);
 }
 
 // The bf16 product any other way (no micro-kernel, odd K, a B that was not packed, a
