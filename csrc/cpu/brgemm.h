@@ -152,6 +152,12 @@ struct ProductBlocks {
     });
   }
 
+  // Whether the product packs its B [K, N] in column blocks first (see brgemm_matmul):
+  // a transposed one always, else one that several row blocks read, unless it is long.
+  bool packs(const at::Tensor& b) const {
+    return b.stride(1) != 1 || (row_blocks > 1 && !long_product);
+  }
+
   // body(c, width) for each column block of a task's columns [n0, n0 + n)
   template <class Body>
   void for_each_column_block(int64_t n0, int64_t n, const Body& body) const {
@@ -410,7 +416,7 @@ inline at::Tensor brgemm_matmul(const ProductRows<float>& a, int64_t M, int64_t 
   // all of B to the backward's peak. Measured on two Zen 4 cores (AVX-512), training
   // T=256 B=64 I=128 H=512: RNN peak 161.6 -> 130.6 MB, GRU 387.8 -> 358.8 MB, the
   // reset-before GRU 420.0 -> 359.0 MB; 513 x 16384 x 512 47-48 against 49-50 ms.
-  const bool pack_b = b.stride(1) != 1 || (blocks.row_blocks > 1 && !blocks.long_product);
+  const bool pack_b = blocks.packs(b);
   const PackedWeight<float> packed_b =
       pack_b ? PackedWeight<float>::for_product(b, blocks) : PackedWeight<float>{};
   const float* bias_data = bias.has_value() ? bias->data_ptr<float>() : nullptr;
@@ -493,7 +499,7 @@ inline at::Tensor brgemm_matmul_bf16(const ProductRows<c10::BFloat16>& a, int64_
   // VNNI slices that each task interleaves into its scratch. Measured on two Zen 4 cores
   // (AVX-512 BF16), bf16 training T=256 B=64 I=128 H=512: RNN peak 80.8 -> 65.3 MB, GRU
   // 289.3 -> 227.4 MB, LSTM 338.7 -> 276.7 MB; 16384 x 512 -> 2048 95-108 ms either way.
-  const bool pack_b = b.stride(1) != 1 || (blocks.row_blocks > 1 && !blocks.long_product);
+  const bool pack_b = blocks.packs(b);
   const auto packed = pack_b ? PackedWeight<c10::BFloat16>::for_product(b, blocks)
                              : PackedWeight<c10::BFloat16>{};
   const at::Tensor bias_float = bias.has_value() ? bias->to(at::kFloat) : at::Tensor();
