@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One call on a bare GPU machine (torch with CUDA, nvcc, ninja, pytest; no internet), sized
 # for a 10-minute call: build for this card only (~1-2 min on 16 cores), the whole test
-# suite with every CUDA variant (<= 240 s), compute-sanitizer memcheck over four dtypes
-# (<= 120 s), the benchmark against cuDNN in float32 (TF32 on both sides) and bfloat16
-# (<= 90 s each). Everything is written under $OUT as it happens, so a cut run still leaves
+# suite with every CUDA variant (<= 240 s), the same operator calls through the GPU and
+# through the CPU emulation compared (<= 120 s, typically 20 s), compute-sanitizer memcheck
+# over four dtypes (<= 120 s), the benchmark against cuDNN in float32 (TF32 on both sides)
+# and bfloat16 (<= 90 s each). Everything is written under $OUT as it happens, so a cut run still leaves
 # what it had:
 #   bash bench/device_check.sh            (OUT defaults to ./device-out)
 set -uo pipefail
@@ -44,6 +45,16 @@ timeout -s INT 240 $PY -m pytest tests -p no:cacheprovider -rfE --durations=10 \
 echo "pytest exit $?" | tee -a "$OUT/summary.txt"
 grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -40 | tee -a "$OUT/summary.txt"
 tail -3 "$OUT/tests.log" | tee -a "$OUT/summary.txt"
+
+log "the same operator calls through the GPU's kernels and through their CPU emulation"
+# What the emulated suite (FASTRNN_EMULATE_CUDA=1 pytest tests, run in CI) verified must
+# hold for the real kernels: every cell, forward and backward, the four dtypes.
+timeout -s INT 120 $PY bench/emulated_vs_gpu.py > "$OUT/emulated_vs_gpu.txt" 2>&1
+echo "emulated_vs_gpu exit $?" | tee -a "$OUT/summary.txt"
+grep -E "^FAIL|cases differ" "$OUT/emulated_vs_gpu.txt" | head -20 | tee -a "$OUT/summary.txt"
+$PY bench/check_cuda_kernels.py > "$OUT/kernel_resources.txt" 2>&1
+echo "check_cuda_kernels exit $? (2: no cuobjdump here)" | tee -a "$OUT/summary.txt"
+tail -3 "$OUT/kernel_resources.txt" | tee -a "$OUT/summary.txt"
 
 log "compute-sanitizer memcheck (no caching allocator, so out-of-bounds accesses show)"
 if command -v compute-sanitizer > /dev/null; then

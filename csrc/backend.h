@@ -5,6 +5,7 @@
 // region); today's two run it step by step through the shared templates in sequence/.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <c10/core/DeviceType.h>
 #include <c10/util/Exception.h>
 
@@ -36,6 +37,16 @@ inline bool register_backend(c10::DeviceType device, const Backend* backend) {
   backends()[static_cast<size_t>(device)] = backend;
   return true;
 }
+
+// Whether CPU tensors run the CUDA back-end's code through its emulation (cuda_emu/):
+// FASTRNN_EMULATE_CUDA=1 in the environment when the library loaded. The drivers then take
+// the CUDA paths around the back-end too (no host-side lengths, at::mm products), so that
+// every call has the shapes it has on a GPU.
+bool cuda_emulated();
+const Backend& emulated_cuda_backend();
+
+// Whether data on `device` runs the CPU back-end's own code (brgemm, host-side lengths).
+inline bool on_cpu_backend(c10::Device device) { return device.is_cpu() && !cuda_emulated(); }
 
 inline const Backend& backend_for(c10::DeviceType device) {
   const Backend* backend = backends()[static_cast<size_t>(device)];

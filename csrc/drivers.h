@@ -10,6 +10,7 @@
 #include <cstring>
 #include <tuple>
 
+#include "backend.h"
 #include "cpu/buffer_cache.h"
 #include "params.h"
 
@@ -118,7 +119,7 @@ inline SequenceArgs sequence_args(int64_t T, int64_t B, int64_t H, int64_t P, bo
                                   at::ScalarType dtype) {
   SequenceArgs args{T, B, H, P, reverse, keep_all,
                     lengths.has_value() ? lengths->data_ptr<int64_t>() : nullptr, dtype};
-  if (lengths.has_value() && lengths->device().is_cpu()) {
+  if (lengths.has_value() && on_cpu_backend(lengths->device())) {
     const int64_t* l = args.lengths;
     bool longest_first = true;
     for (int64_t b = 1; b < B && longest_first; ++b) longest_first = l[b] <= l[b - 1];

@@ -8,6 +8,7 @@
 
 #include <ATen/ATen.h>
 
+#include "backend.h"
 #include "cpu/brgemm.h"
 #include "cpu/levels.h"
 
@@ -16,7 +17,7 @@ namespace fastrnn {
 // a [M, K] @ b [K, N] (+ bias [N] on every row); a and b may be transposed views.
 inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
                          const c10::optional<at::Tensor>& bias = c10::nullopt) {
-  const bool cpu_float = a.is_cpu() && a.scalar_type() == at::kFloat &&
+  const bool cpu_float = on_cpu_backend(a.device()) && a.scalar_type() == at::kFloat &&
                          b.scalar_type() == at::kFloat;
   if (cpu_float && a.size(0) == 1 && b.stride(0) == 1 && b.size(0) > 0 && b.size(1) > 0) {
     // b = W^T with W's rows contiguous: y = W a^T, one dot product per row of W
@@ -31,7 +32,7 @@ inline at::Tensor product(const at::Tensor& a, const at::Tensor& b,
   if (cpu::kHaveBrgemm && cpu_float && a.size(0) >= cpu::kBrgemmMinProductRows) {
     return cpu::brgemm_matmul(a, b, bias);
   }
-  const bool cpu_bf16 = a.is_cpu() && a.scalar_type() == at::kBFloat16 &&
+  const bool cpu_bf16 = on_cpu_backend(a.device()) && a.scalar_type() == at::kBFloat16 &&
                         b.scalar_type() == at::kBFloat16;
   if (cpu_bf16 && a.size(0) == 1 && b.stride(0) == 1 && b.size(0) > 0 && b.size(1) > 0) {
     const at::Tensor x = a.contiguous();  // as for float32 above: no weight to pack

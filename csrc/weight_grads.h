@@ -28,7 +28,7 @@ inline at::Tensor states_entering_steps(const at::Tensor& hs, bool reverse) {
 inline at::Tensor transposed_with_ones(const at::Tensor& x) {
   const int64_t rows = x.size(0), width = x.size(1);
   at::Tensor lhs = new_buffer({width + 1, rows}, x.options());
-  if (x.is_cpu() && x.stride(1) == 1 && rows > 0 && width > 0) {
+  if (on_cpu_backend(x.device()) && x.stride(1) == 1 && rows > 0 && width > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND(
         at::kBFloat16, x.scalar_type(), "fastrnn::transposed_with_ones", [&] {
           cpu::transpose(x.data_ptr<scalar_t>(), rows, width, x.stride(0),
@@ -44,7 +44,9 @@ inline at::Tensor transposed_with_ones(const at::Tensor& x) {
 // Whether brgemm multiplies [x^T; 1] straight from x, transposing tile by tile into each
 // thread's scratch (cpu::ProductRows): wherever product() would send the copy to brgemm.
 inline bool transposed_in_tiles(const at::Tensor& x) {
-  if (!x.is_cpu() || x.stride(1) != 1 || x.size(0) == 0 || x.size(1) == 0) return false;
+  if (!on_cpu_backend(x.device()) || x.stride(1) != 1 || x.size(0) == 0 || x.size(1) == 0) {
+    return false;
+  }
   if (x.scalar_type() == at::kFloat) {
     return cpu::kHaveBrgemm && x.size(1) + 1 >= cpu::kBrgemmMinProductRows;
   }
@@ -83,8 +85,9 @@ inline std::tuple<at::Tensor, at::Tensor> grads_from_transposed(const at::Tensor
 // transposes. Measured on the AMD AVX2 VM, bias included, 3200 x 100 -> 400: 4.06 vs 3.31
 // ms; 16384 x 512 -> 2048: 299 vs 247 ms; 16384 x 128 -> 2048: 79 vs 76.
 inline bool weight_grads_through_blas(const at::Tensor& x) {
-  return x.is_cpu() && (x.scalar_type() == at::kDouble ||
-                        (x.scalar_type() == at::kFloat && !cpu::simd_level().avx512()));
+  return on_cpu_backend(x.device()) &&
+         (x.scalar_type() == at::kDouble ||
+          (x.scalar_type() == at::kFloat && !cpu::simd_level().avx512()));
 }
 
 inline std::tuple<at::Tensor, at::Tensor> weight_and_bias_grads(const at::Tensor& x,

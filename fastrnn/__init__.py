@@ -22,14 +22,17 @@ def build_info():
     own CPU kernels at: ``ATEN_CPU_CAPABILITY=avx2`` (or ``default``), set before torch is
     imported, lowers both. ``cpu_bf16_gemm`` says whether this processor multiplies
     bfloat16 natively (AVX512_BF16 or AMX): where it does not, bfloat16 layers on the CPU run
-    torch.nn's implementation.
+    torch.nn's implementation. ``cuda_emulated`` is True when ``FASTRNN_EMULATE_CUDA=1``
+    was set at import: CPU tensors then run the CUDA back-end's kernels and cuBLAS calls
+    through their emulation on the CPU (a test of the CUDA code, slow, no GPU needed).
 
     >>> import fastrnn
     >>> fastrnn.build_info()["cpu"]
     True
     """
     return {"cpu": _ops.has_kernel("cpu"), "cuda": _ops.has_kernel("cuda"),
-            "cpu_simd": torch.ops.fastrnn.cpu_simd_level(), "cpu_bf16_gemm": _ops.CPU_BF16_GEMM}
+            "cpu_simd": torch.ops.fastrnn.cpu_simd_level(), "cpu_bf16_gemm": _ops.CPU_BF16_GEMM,
+            "cuda_emulated": _ops.EMULATED_CUDA}
 
 
 def cpu_cache_info():

@@ -7,9 +7,28 @@ save_for_backward=False); those are marked non-differentiable. The backward oper
 first-order; under create_graph=True the formulas replay the forward with differentiable
 ATen ops instead (csrc/replay.h), so gradients of gradients are right.
 """
+import os
+
 import torch
 
-from . import _C  # noqa: F401  (importing it registers the operators)
+
+def _check_emulation_settings():
+    """FASTRNN_EMULATE_CUDA (1: CPU tensors run the CUDA back-end's code, emulated; 0 or
+    unset: the CPU back-end) and FASTRNN_EMULATE_CUDA_ORDER (the order the emulation runs a
+    launch's threads in) are read when the extension loads: a value it would not understand
+    is an error here, not a silent default."""
+    allowed = {"FASTRNN_EMULATE_CUDA": ("", "0", "1"),
+               "FASTRNN_EMULATE_CUDA_ORDER": ("", "forward", "reverse", "shuffled")}
+    for name, values in allowed.items():
+        value = os.environ.get(name, "")
+        if value not in values:
+            raise ValueError(f"{name}={value!r}: expected one of "
+                             f"{', '.join(repr(v) for v in values if v)} (or unset)")
+
+
+_check_emulation_settings()
+
+from . import _C  # noqa: E402, F401  (importing it registers the operators)
 
 ops = torch.ops.fastrnn
 
@@ -41,6 +60,17 @@ def has_kernel(device_type):
 # Whether bfloat16 products run natively on this processor (oneDNN's bf16 micro-kernel:
 # AVX512_BF16 or AMX); without it the CPU kernels would widen every product to float32.
 CPU_BF16_GEMM = BACKENDS["cpu"] and bool(ops.cpu_bf16_gemm())
+
+# FASTRNN_EMULATE_CUDA=1: CPU tensors run the CUDA back-end's kernels and cuBLAS calls
+# through their emulation on the CPU (csrc/cuda_emu/), and the Python layers then take the
+# paths a CUDA tensor takes, so that every call runs what a GPU would.
+EMULATED_CUDA = bool(ops.cuda_emulated())
+
+
+def kernel_device(device_type):
+    """Whose kernels a tensor on `device_type` runs: 'cuda' for CPU tensors under the
+    emulation, else its own device type."""
+    return "cuda" if EMULATED_CUDA and device_type == "cpu" else device_type
 
 
 def _empty(like, dtype=None):

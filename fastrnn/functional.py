@@ -9,7 +9,7 @@ from typing import List, NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from ._ops import CPU_BF16_GEMM, ops
+from ._ops import CPU_BF16_GEMM, EMULATED_CUDA, ops
 
 
 class LayerWeights(NamedTuple):
@@ -66,9 +66,14 @@ def input_projection(x, weight, bias):
     return F.linear(x, weight, bias)
 
 
+def _on_cpu_backend(x):
+    """Whether x runs the CPU back-end (not a GPU's, nor the CUDA emulation's)."""
+    return x.is_cpu and not EMULATED_CUDA
+
+
 def _projects_itself(x):
     """Whether input_projection runs fastrnn's own product on x (else F.linear)."""
-    return x.device.type == "cpu" and _cpu_projects(x)
+    return _on_cpu_backend(x) and _cpu_projects(x)
 
 
 def _cpu_projects(x):
@@ -105,7 +110,7 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
     """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
     T, B = x.shape[0], x.shape[1]
     chunk = _steps_per_chunk(x, weights.w_ih.shape[0])
-    if (save_for_backward or chunk >= T or x.device.type != "cpu"
+    if (save_for_backward or chunk >= T or not _on_cpu_backend(x)
             or torch.compiler.is_compiling()):
         input_gates = input_projection(x, weights.w_ih, weights.b_ih)
         return _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse,
@@ -159,7 +164,7 @@ def _runs_in_one_call(x, weights, dropout, training):
     same order as _stack's: on the CPU where the input projection is fastrnn's own
     (input_projection), no dropout to draw between layers, and every layer's projection in
     one piece (run_layer's chunks)."""
-    if not x.is_cpu or (dropout > 0 and training) or not _cpu_projects(x):
+    if not _on_cpu_backend(x) or (dropout > 0 and training) or not _cpu_projects(x):
         return False
     if x.shape[0] == 1:  # one step (a generation step): always one piece
         return True
@@ -184,7 +189,7 @@ def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, trainin
             c_n.append(c)
         if directions == 1:
             layer_input = outputs[0]
-        elif x.device.type != "cpu" or torch.compiler.is_compiling():
+        elif not _on_cpu_backend(x) or torch.compiler.is_compiling():
             layer_input = torch.cat(outputs, dim=2)
         else:
             layer_input = _JoinDirections.apply(*outputs)

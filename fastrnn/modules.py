@@ -328,12 +328,13 @@ class _FusedRNNMixin:
 
     def _fallback_reason(self, device_type, precision):
         """Why this call cannot run fastrnn's kernels, or None when it can."""
+        kernels = _ops.kernel_device(device_type)  # 'cuda' for CPU tensors when emulated
         if not (_ops.has_kernel(device_type)
-                and precision.compute in KERNEL_DTYPES.get(device_type, ())):
+                and precision.compute in KERNEL_DTYPES.get(kernels, ())):
             built = [d for d in ("cpu", "cuda") if _ops.has_kernel(d)]
             return (f"no fastrnn kernel for {precision.compute} on {device_type} (built "
                     f"backends: {', '.join(built) or 'none'})")
-        if (device_type == "cpu" and precision.compute == torch.bfloat16
+        if (kernels == "cpu" and precision.compute == torch.bfloat16
                 and not _ops.CPU_BF16_GEMM and self.reset_after):
             # the kernels would run, widening every product to float32: slower than torch.nn
             return ("this processor has no bfloat16 GEMM instructions (AVX512_BF16 or AMX) "

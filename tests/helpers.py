@@ -2,6 +2,7 @@
 build a torch.nn layer and a fastrnn layer holding the same weights."""
 import os
 
+import pytest
 import torch
 
 import fastrnn
@@ -12,6 +13,22 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() and fastrnn.build_inf
 # rehearse a device run's selection (`pytest --collect-only`); running them needs the GPU.
 if os.environ.get("FASTRNN_TEST_DEVICES"):
     DEVICES = os.environ["FASTRNN_TEST_DEVICES"].split(",")
+
+# FASTRNN_EMULATE_CUDA=1: CPU tensors run the CUDA back-end's kernels and cuBLAS calls
+# through their emulation (csrc/cuda_emu/), so the whole suite tests the CUDA code.
+EMULATED_CUDA = fastrnn.build_info()["cuda_emulated"]
+
+
+def runs_cuda_kernels(device):
+    """Whether tensors on `device` run the CUDA back-end: a GPU's, or the CPU's when the
+    CUDA back-end is emulated."""
+    return device == "cuda" or (device == "cpu" and EMULATED_CUDA)
+
+
+# Tests of what only the CPU back-end does (its routing, its own products): the emulation
+# replaces that back-end, so they have nothing to check there.
+cpu_backend_only = pytest.mark.skipif(
+    EMULATED_CUDA, reason="checks the CPU back-end, which FASTRNN_EMULATE_CUDA=1 replaces")
 
 # Tolerances against torch.nn on the same device. float64 differs from torch only by the
 # order of summation; float32 by that, compounded over a few steps and layers (on CUDA

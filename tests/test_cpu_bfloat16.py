@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import fastrnn
 from fastrnn import _ops
 from fastrnn.testing import reference_rnn
-from helpers import KINDS, make_pair
+from helpers import KINDS, cpu_backend_only, make_pair
 
 ATOL = 2e-3  # as on CUDA: a few bf16 roundings of values near 1
 runs_fastrnn = pytest.mark.usefixtures("bf16_kernels")  # conftest.py: on every processor
@@ -210,6 +210,7 @@ def _lstm_steps(input_gates, h, c, w_hh):
     return torch.stack(outs), (h, c)
 
 
+@cpu_backend_only  # the CUDA back-end (and its emulation) has no such fallback
 def test_layers_without_bf16_instructions_run_torch(monkeypatch):
     monkeypatch.setattr(_ops, "CPU_BF16_GEMM", False)
     reference = torch.nn.LSTM(4, 6, dtype=torch.bfloat16)

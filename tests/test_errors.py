@@ -7,6 +7,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import fastrnn
 from fastrnn import IncompatibleTensorError
 from fastrnn._ops import ops
+from helpers import cpu_backend_only
 
 
 @pytest.fixture
@@ -85,6 +86,7 @@ def test_gpu_device_mismatch():
         gru(torch.randn(3, 2, 4, device="cuda"))
 
 
+@cpu_backend_only  # float16 has kernels on CUDA and its emulation
 def test_fallback_to_torch_for_dtypes_without_kernels():
     reference = torch.nn.GRU(4, 6, dtype=torch.float16)
     gru = fastrnn.GRU(4, 6, dtype=torch.float16)
@@ -95,6 +97,7 @@ def test_fallback_to_torch_for_dtypes_without_kernels():
     torch.testing.assert_close(out, reference(x)[0])
 
 
+@cpu_backend_only  # float16 has kernels on CUDA and its emulation
 def test_reset_before_without_kernel_is_an_error():
     gru = fastrnn.GRU(4, 6, reset_after=False, dtype=torch.float16)
     with pytest.raises(RuntimeError, match="no reset_after=False GRU to fall back on"):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fastrnn
-from helpers import DEVICES
+from helpers import DEVICES, EMULATED_CUDA, cpu_backend_only, runs_cuda_kernels
 from fastrnn._ops import GATES, ops
 
 T, B, H, P = 5, 3, 4, 2
@@ -89,15 +89,16 @@ def test_broadcast_output_gradient(device, cell, options, reverse, broadcast):
         torch.testing.assert_close(g, e)
 
 
-# bfloat16 kernels exist on both devices, float16 on CUDA only.
-LOW_PRECISION = [torch.bfloat16] + ([torch.float16] if "cuda" in DEVICES else [])
+# bfloat16 kernels exist on both devices, float16 on CUDA only (and so under its emulation).
+LOW_PRECISION = [torch.bfloat16] + (
+    [torch.float16] if "cuda" in DEVICES or EMULATED_CUDA else [])
 
 
 @pytest.mark.parametrize("cell,options", CASES)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float64] + LOW_PRECISION)
 def test_opcheck_forward(device, cell, options, reverse, dtype):
-    if dtype == torch.float16 and device != "cuda":
+    if dtype == torch.float16 and not runs_cuda_kernels(device):
         pytest.skip("float16 kernels exist on CUDA only")
     args = forward_args(cell, options, device, reverse, lengths=True, dtype=dtype)
     torch.library.opcheck(forward_op(cell), args)
@@ -109,7 +110,7 @@ def test_opcheck_forward(device, cell, options, reverse, dtype):
 @pytest.mark.parametrize("cell,options", CASES)
 @pytest.mark.parametrize("dtype", [torch.float64] + LOW_PRECISION)
 def test_opcheck_backward(device, cell, options, dtype):
-    if dtype == torch.float16 and device != "cuda":
+    if dtype == torch.float16 and not runs_cuda_kernels(device):
         pytest.skip("float16 kernels exist on CUDA only")
     args = [a.detach() if isinstance(a, torch.Tensor) else a
             for a in forward_args(cell, options, device, reverse=False, lengths=True,
@@ -291,6 +292,7 @@ def _stack_layer(kind, dtype, bidirectional, bias=True):
                **extra)
 
 
+@cpu_backend_only
 @pytest.mark.parametrize("kind", STACK_KINDS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
@@ -326,6 +328,7 @@ def test_inference_in_one_call_equals_the_layer_by_layer_path(monkeypatch, bf16_
     assert calls == [True, True]  # the one-call path did run
 
 
+@cpu_backend_only
 def test_what_runs_in_one_call():
     from fastrnn.functional import LayerWeights, _runs_in_one_call
     weights = [LayerWeights(torch.randn(15, 4), torch.randn(15, 5), None, None, None)]

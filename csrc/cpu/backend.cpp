@@ -1,5 +1,6 @@
 // The CPU back-end: one of the SIMD levels (kernels.h), chosen when the library loads, and
-// the drivers as the operators' CPU kernels. The operator fastrnn::cpu_simd_level() names
+// the drivers as the operators' CPU kernels (which run the emulated CUDA back-end instead
+// under FASTRNN_EMULATE_CUDA=1). The operator fastrnn::cpu_simd_level() names
 // the level chosen, fastrnn::cpu_bf16_gemm() whether bfloat16 products run natively.
 #include <ATen/Version.h>
 
@@ -30,7 +31,15 @@ const SimdLevel& simd_level() {
 }  // namespace cpu
 }  // namespace fastrnn
 
-FASTRNN_REGISTER_BACKEND(CPU, fastrnn::cpu::simd_level().layers)
+namespace fastrnn {
+// CPU tensors' back-end: the CPU's own at its SIMD level, or under FASTRNN_EMULATE_CUDA=1
+// the CUDA back-end's code through its emulation (cuda_emu/).
+const Backend* cpu_tensor_backend() {
+  return cuda_emulated() ? &emulated_cuda_backend() : cpu::simd_level().layers;
+}
+}  // namespace fastrnn
+
+FASTRNN_REGISTER_BACKEND(CPU, fastrnn::cpu_tensor_backend())
 
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def("cpu_simd_level() -> str", [] { return std::string(fastrnn::cpu::simd_level().name); });

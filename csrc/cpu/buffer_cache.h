@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "backend.h"
 #include "cpu/levels.h"
 
 namespace fastrnn {
@@ -82,13 +83,13 @@ void transpose(const T* src, int64_t rows, int64_t cols, int64_t ld, T* dst) {
 at::Tensor new_buffer(at::IntArrayRef shape, const at::TensorOptions& options);
 
 // `t` itself when contiguous, else a contiguous copy in a new_buffer (e.g. the gradient of
-// one direction's half of a bidirectional output, or W^T for a product). A transposed CPU
-// matrix is copied in tiles (cpu::transpose): ATen's copy of W_hh^T, 4096 x 1024, took
-// 5.5 ms, a quarter of a 32-step LSTM forward at batch 8.
+// one direction's half of a bidirectional output, or W^T for a product). On the CPU
+// back-end a transposed matrix is copied in tiles (cpu::transpose): ATen's copy of W_hh^T,
+// 4096 x 1024, took 5.5 ms, a quarter of a 32-step LSTM forward at batch 8.
 inline at::Tensor contiguous_buffer(const at::Tensor& t) {
   if (t.is_contiguous()) return t;
   at::Tensor copy = new_buffer(t.sizes(), t.options());
-  if (t.is_cpu() && t.dim() == 2 && t.stride(0) == 1 && t.numel() > 0) {
+  if (on_cpu_backend(t.device()) && t.dim() == 2 && t.stride(0) == 1 && t.numel() > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND(at::kBFloat16, t.scalar_type(), "fastrnn::contiguous_buffer",
                                    [&] {
                                      cpu::transpose(t.data_ptr<scalar_t>(), t.size(1),

@@ -4,15 +4,21 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
 
 #include <type_traits>
 
 #include "kernels.h"
 
+#ifdef FASTRNN_CUDA_EMULATED  // see kernels.h
+#include "cuda_emu/torch_cuda.h"
+#else
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#endif
+
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 
 // scalar_t (ATen) -> T (CUDA storage type) and A (accumulation type).
 template <class scalar_t>
@@ -31,6 +37,11 @@ struct Types<at::BFloat16> {
   using A = float;
 };
 
+#ifndef FASTRNN_CUDA_EMULATED
+inline cublasHandle_t current_blas_handle() { return at::cuda::getCurrentCUDABlasHandle(); }
+inline cudaStream_t current_stream() { return at::cuda::getCurrentCUDAStream(); }
+#endif
+
 template <class T>
 constexpr cudaDataType_t cuda_type() {
   if constexpr (std::is_same_v<T, double>) return CUDA_R_64F;
@@ -45,8 +56,7 @@ struct CudaDevice {
   bool allow_tf32;        // torch.backends.cuda.matmul.allow_tf32
 
   static CudaDevice current() {
-    return {at::cuda::getCurrentCUDABlasHandle(), at::cuda::getCurrentCUDAStream(),
-            at::globalContext().allowTF32CuBLAS()};
+    return {current_blas_handle(), current_stream(), at::globalContext().allowTF32CuBLAS()};
   }
 
   // Row-major C[M,N] = op(A) op(B) + beta * C with op(X) = X or X^T; A and B hold the
@@ -115,5 +125,6 @@ struct CudaDevice {
   }
 };
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

@@ -7,6 +7,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 
 void gru_forward(const GruForwardArgs& args) {
   CudaDevice device = CudaDevice::current();
@@ -26,5 +27,6 @@ void gru_backward(const GruBackwardArgs& args) {
   });
 }
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

@@ -4,6 +4,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 namespace {
 
 // Finished rows keep the state and write zeros (r * h = 0 too, so nothing stale reaches a
@@ -154,7 +155,7 @@ __global__ void gru_cho_gates_backward_kernel(GruBackwardStep<T, A> a) {
 #define FASTRNN_GRU_LAUNCHER(NAME, KERNEL, ARGS)                                     \
   template <class T, class A>                                                        \
   void NAME(const ARGS<T, A>& a, cudaStream_t stream) {                              \
-    KERNEL<T, A><<<blocks_for(a.step.B * a.step.H), kThreads, 0, stream>>>(a);       \
+    launch_per_element(KERNEL<T, A>, a.step.B * a.step.H, stream, a);                \
   }
 FASTRNN_GRU_LAUNCHER(gru_forward_step, gru_forward_kernel, GruForwardStep)
 FASTRNN_GRU_LAUNCHER(gru_cho_gates_step, gru_cho_gates_kernel, GruForwardStep)
@@ -175,5 +176,6 @@ FASTRNN_GRU_LAUNCHER(gru_cho_gates_backward_step, gru_cho_gates_backward_kernel,
   template void gru_cho_gates_backward_step<T, A>(const GruBackwardStep<T, A>&, cudaStream_t);
 FASTRNN_FOR_EACH_TYPE_PAIR(FASTRNN_INSTANTIATE_GRU)
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

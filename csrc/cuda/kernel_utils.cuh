@@ -7,6 +7,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 
 // Storage <-> accumulation. torch builds with __CUDA_NO_HALF_CONVERSIONS__, hence the
 // explicit intrinsics.
@@ -54,6 +55,25 @@ inline unsigned blocks_for(int64_t n) {
   return static_cast<unsigned>((n + kThreads - 1) / kThreads);
 }
 
+// kernel<<<blocks, threads, 0, stream>>>(args...) on the GPU; under the emulation, every
+// thread run on the CPU (cuda_emu/runtime.h). The only launch in the sources.
+template <class... Params, class... Args>
+inline void launch(void (*kernel)(Params...), unsigned blocks, unsigned threads,
+                   cudaStream_t stream, const Args&... args) {
+#ifdef FASTRNN_CUDA_EMULATED
+  emulated::launch_kernel(kernel, dim3(blocks), dim3(threads), 0, stream, args...);
+#else
+  kernel<<<blocks, threads, 0, stream>>>(args...);
+#endif
+}
+
+// One thread per element of a step's `elements`, in whole blocks of kThreads.
+template <class... Params, class... Args>
+inline void launch_per_element(void (*kernel)(Params...), int64_t elements,
+                               cudaStream_t stream, const Args&... args) {
+  launch(kernel, blocks_for(elements), kThreads, stream, args...);
+}
+
 // Element (b, j) of a [B, width] step, one per thread; returns false past the end.
 __device__ __forceinline__ bool element(int64_t B, int64_t width, int64_t& b, int64_t& j) {
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -70,5 +90,6 @@ __device__ __forceinline__ bool element(int64_t B, int64_t width, int64_t& b, in
   MACRO(__half, float)                    \
   MACRO(__nv_bfloat16, float)
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

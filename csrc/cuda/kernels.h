@@ -3,9 +3,7 @@
 // calls these from the shared sequence templates).
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+#include "target.h"
 
 #include <cstdint>
 
@@ -13,6 +11,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {
 
 // ---- LSTM
 template <class T, class A>
@@ -56,5 +55,6 @@ template <class T, class A>
 void add_output_grad(StepInfo step, int64_t width, const T* grad_output_t, A* dh,
                      cudaStream_t stream);
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

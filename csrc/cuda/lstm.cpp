@@ -7,6 +7,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 
 void lstm_forward(const LstmForwardArgs& args) {
   CudaDevice device = CudaDevice::current();
@@ -26,5 +27,6 @@ void lstm_backward(const LstmBackwardArgs& args) {
   });
 }
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

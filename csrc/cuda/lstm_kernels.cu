@@ -4,6 +4,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 namespace {
 
 template <class T, class A>
@@ -97,25 +98,25 @@ __global__ void split_projection_grad_kernel(StepInfo step, int64_t P, A* dh, T*
 
 template <class T, class A>
 void lstm_forward_step(const LstmForwardStep<T, A>& a, cudaStream_t stream) {
-  lstm_forward_kernel<T, A><<<blocks_for(a.step.B * a.step.H), kThreads, 0, stream>>>(a);
+  launch_per_element(lstm_forward_kernel<T, A>, a.step.B * a.step.H, stream, a);
 }
 
 template <class T>
 void mask_projected_state(StepInfo step, int64_t P, const T* h_prev, T* h_next, T* out,
                           cudaStream_t stream) {
-  mask_projected_kernel<T><<<blocks_for(step.B * P), kThreads, 0, stream>>>(step, P, h_prev,
-                                                                            h_next, out);
+  launch_per_element(mask_projected_kernel<T>, step.B * P, stream, step, P, h_prev, h_next,
+                     out);
 }
 
 template <class T, class A>
 void lstm_backward_step(const LstmBackwardStep<T, A>& a, cudaStream_t stream) {
-  lstm_backward_kernel<T, A><<<blocks_for(a.step.B * a.step.H), kThreads, 0, stream>>>(a);
+  launch_per_element(lstm_backward_kernel<T, A>, a.step.B * a.step.H, stream, a);
 }
 
 template <class T, class A>
 void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream_t stream) {
-  split_projection_grad_kernel<T, A><<<blocks_for(step.B * P), kThreads, 0, stream>>>(
-      step, P, dh, dproj);
+  launch_per_element(split_projection_grad_kernel<T, A>, step.B * P, stream, step, P, dh,
+                     dproj);
 }
 
 #define FASTRNN_INSTANTIATE_LSTM(T, A)                                                    \
@@ -125,5 +126,6 @@ void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream
   template void split_projection_grad<T, A>(StepInfo, int64_t, A*, T*, cudaStream_t);
 FASTRNN_FOR_EACH_TYPE_PAIR(FASTRNN_INSTANTIATE_LSTM)
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

@@ -7,6 +7,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 
 void rnn_forward(const RnnForwardArgs& args) {
   CudaDevice device = CudaDevice::current();
@@ -26,5 +27,6 @@ void rnn_backward(const RnnBackwardArgs& args) {
   });
 }
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn

@@ -5,6 +5,7 @@
 
 namespace fastrnn {
 namespace cuda {
+inline namespace FASTRNN_CUDA_TARGET {  // target.h
 namespace {
 
 template <bool Relu, class T, class A>
@@ -49,29 +50,21 @@ __global__ void add_output_grad_kernel(StepInfo step, int64_t width, const T* go
 
 template <class T, class A>
 void rnn_forward_step(const RnnForwardStep<T, A>& a, cudaStream_t stream) {
-  const unsigned blocks = blocks_for(a.step.B * a.step.H);
-  if (a.relu) {
-    rnn_forward_kernel<true, T, A><<<blocks, kThreads, 0, stream>>>(a);
-  } else {
-    rnn_forward_kernel<false, T, A><<<blocks, kThreads, 0, stream>>>(a);
-  }
+  launch_per_element(a.relu ? rnn_forward_kernel<true, T, A> : rnn_forward_kernel<false, T, A>,
+                     a.step.B * a.step.H, stream, a);
 }
 
 template <class T, class A>
 void rnn_backward_step(const RnnBackwardStep<T, A>& a, cudaStream_t stream) {
-  const unsigned blocks = blocks_for(a.step.B * a.step.H);
-  if (a.relu) {
-    rnn_backward_kernel<true, T, A><<<blocks, kThreads, 0, stream>>>(a);
-  } else {
-    rnn_backward_kernel<false, T, A><<<blocks, kThreads, 0, stream>>>(a);
-  }
+  launch_per_element(a.relu ? rnn_backward_kernel<true, T, A> : rnn_backward_kernel<false, T, A>,
+                     a.step.B * a.step.H, stream, a);
 }
 
 template <class T, class A>
 void add_output_grad(StepInfo step, int64_t width, const T* grad_output_t, A* dh,
                      cudaStream_t stream) {
-  add_output_grad_kernel<T, A><<<blocks_for(step.B * width), kThreads, 0, stream>>>(
-      step, width, grad_output_t, dh);
+  launch_per_element(add_output_grad_kernel<T, A>, step.B * width, stream, step, width,
+                     grad_output_t, dh);
 }
 
 #define FASTRNN_INSTANTIATE_RNN(T, A)                                                   \
@@ -80,5 +73,6 @@ void add_output_grad(StepInfo step, int64_t width, const T* grad_output_t, A* dh
   template void add_output_grad<T, A>(StepInfo, int64_t, const T*, A*, cudaStream_t);
 FASTRNN_FOR_EACH_TYPE_PAIR(FASTRNN_INSTANTIATE_RNN)
 
+}  // namespace FASTRNN_CUDA_TARGET
 }  // namespace cuda
 }  // namespace fastrnn
