@@ -180,6 +180,7 @@ def main():
     mutants = [m for m in MUTANTS if not args.only or m[0] in args.only]
     folder = tempfile.mkdtemp(prefix="fastrnn-mutants-")
     copy = Copy(folder, sys.executable)
+    commit = git_commit()  # what is copied
     copy_tree(copy.src)
     print(f"scratch copy in {folder}; building it", flush=True)
     problem = copy.compile()
@@ -216,7 +217,7 @@ def main():
         print(f"{verdict:10} {name} ({time.time() - started:.0f} s)\n"
               f"           harness: {harness or '-'}\n           tests:   {tests or '-'}",
               flush=True)
-    write_table(args.out, rows)
+    write_table(args.out, rows, commit)
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
     missed = [r[0] for r in rows if not (r[2] or r[3])]
@@ -225,7 +226,7 @@ def main():
     return 1 if missed else 0
 
 
-def write_table(path, rows):
+def write_table(path, rows, commit):
     caught = sum(1 for r in rows if r[2] or r[3])
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"Model name:\s*(.+)", cpu)
@@ -233,11 +234,13 @@ def write_table(path, rows):
     with open(path, "w") as f:
         f.write(f"# Planted bugs in the CUDA back-end ({datetime.date.today()})\n\n"
                 f"`python bench/cuda_mutants.py` on {machine}"
-                f" (commit {git_commit()}): {caught} of {len(rows)} caught. Each bug is one edit\n"
+                f" (commit {commit}): {caught} of {len(rows)} caught. Each bug is one edit\n"
                 "of a copy of `csrc/cuda/`; *harness* is the sanitizer harness\n"
                 "(`tests/cpp/test_cuda_emulation.cpp` under ASan and UBSan), *tests* the first\n"
                 "failing emulated test (`FASTRNN_EMULATE_CUDA=1 pytest -x` over the operator,\n"
-                "conformance, reference and low-precision files).\n\n"
+                "conformance, reference and low-precision files). The harness looks for\n"
+                "memory errors, unwritten outputs, dependence on the thread order and drift\n"
+                "from float64, not for wrong mathematics: that is the tests' part.\n\n"
                 "| planted bug | file | harness | tests |\n|---|---|---|---|\n")
         for name, filename, harness, tests in rows:
             cell = lambda s: (s or "passed (not caught here)").replace("|", "\\|")

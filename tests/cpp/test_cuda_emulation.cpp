@@ -212,63 +212,64 @@ fastrnn::SequenceArgs sequence(const Config& c, const Inputs& in, bool keep_all)
           in.lengths.empty() ? nullptr : in.lengths.data(), c.dtype};
 }
 
+// What one forward walk writes, each buffer sized as the drivers size it: the whole history
+// when saving for backward, else two state slots and one step's gates.
+struct Forward {
+  Buffer hs, cs, gates, extra, proj_in, output, recurrent;
+};
+
+Forward forward(const Config& c, const Inputs& in, bool keep_all) {
+  const int64_t G = gates_of(c.cell) * kH;
+  const bool proj = c.cell == Cell::LstmProj;
+  const int64_t P = proj ? kProj : kH;
+  const int64_t slots = keep_all ? kT + 1 : 2, steps = keep_all ? kT : 1;
+  const at::ScalarType t = c.dtype, acc = acc_of(t);
+  Forward f{Buffer(t, slots * kB * P),         Buffer(acc, slots * kB * kH),
+            Buffer(acc, steps * kB * G),       Buffer(t, steps * kB * kH),
+            Buffer(t, proj ? steps * kB * kH : 0), Buffer(t, kT * kB * P),
+            Buffer(acc, kB * kH)};
+  const int64_t first = fastrnn::initial_state_slot(kT, c.reverse, keep_all);
+  for (int64_t i = 0; i < kB * P; ++i) f.hs.set(first * kB * P + i, in.h0.get(i));
+  for (int64_t i = 0; i < kB * kH; ++i) f.cs.set(first * kB * kH + i, in.c0.get(i));
+  const fastrnn::SequenceArgs s = sequence(c, in, keep_all);
+  const void* b_hh = in.b_hh.data();
+  if (gates_of(c.cell) == 4) {
+    emu::lstm_forward({s, in.input_gates.data(), in.w_hh.data(), b_hh,
+                       proj ? in.w_hr.data() : nullptr, f.hs.data(), f.cs.data(),
+                       f.gates.data(), proj ? f.proj_in.data() : nullptr, f.output.data()});
+  } else if (gates_of(c.cell) == 3) {
+    emu::gru_forward({s, c.cell == Cell::GruAfter, in.input_gates.data(), in.w_hh.data(), b_hh,
+                      f.hs.data(), f.gates.data(), f.extra.data(), f.output.data()});
+  } else {
+    emu::rnn_forward({s, c.cell == Cell::RnnRelu, in.input_gates.data(), in.w_hh.data(), b_hh,
+                      f.hs.data(), f.recurrent.data(), f.output.data()});
+  }
+  return f;
+}
+
 Results run(const Config& c, const Inputs& in) {
   const int64_t G = gates_of(c.cell) * kH;
   const bool lstm = gates_of(c.cell) == 4, gru = gates_of(c.cell) == 3;
   const bool proj = c.cell == Cell::LstmProj;
   const int64_t P = proj ? kProj : kH;
   const at::ScalarType t = c.dtype, acc = acc_of(t);
-  const void* b_hh = in.b_hh.data();
-  const void* w_hr = proj ? in.w_hr.data() : nullptr;
   Results r;
 
-  // Inference: two history slots, the step's gates only.
-  {
-    const fastrnn::SequenceArgs s = sequence(c, in, false);
-    Buffer hs(t, 2 * kB * P), cs(acc, 2 * kB * kH), gates(acc, kB * G), extra(t, kB * kH);
-    Buffer proj_in(t, proj ? kB * kH : 0), output(t, kT * kB * P), recurrent(acc, kB * kH);
-    const int64_t first = fastrnn::initial_state_slot(kT, c.reverse, false);
-    const int64_t last = fastrnn::final_state_slot(kT, c.reverse, false);
-    for (int64_t i = 0; i < kB * P; ++i) hs.set(first * kB * P + i, in.h0.get(i));
-    for (int64_t i = 0; i < kB * kH; ++i) cs.set(first * kB * kH + i, in.c0.get(i));
-    if (lstm) {
-      emu::lstm_forward({s, in.input_gates.data(), in.w_hh.data(), b_hh, w_hr, hs.data(),
-                         cs.data(), gates.data(), proj ? proj_in.data() : nullptr,
-                         output.data()});
-    } else if (gru) {
-      emu::gru_forward({s, c.cell == Cell::GruAfter, in.input_gates.data(), in.w_hh.data(),
-                        b_hh, hs.data(), gates.data(), extra.data(), output.data()});
-    } else {
-      emu::rnn_forward({s, c.cell == Cell::RnnRelu, in.input_gates.data(), in.w_hh.data(),
-                        b_hh, hs.data(), recurrent.data(), output.data()});
-    }
-    expect_written(output, "inference output");
-    expect_written(hs, "inference h_n", last * kB * P, (last + 1) * kB * P);
-    if (lstm) expect_written(cs, "inference c_n", last * kB * kH, (last + 1) * kB * kH);
-    r.add("inference output", std::move(output));
-    r.add("inference h_n", std::move(hs));
-    r.add("inference c_n", std::move(cs));
-  }
+  Forward inference = forward(c, in, false);
+  const int64_t last = fastrnn::final_state_slot(kT, c.reverse, false);
+  expect_written(inference.output, "inference output");
+  expect_written(inference.hs, "inference h_n", last * kB * P, (last + 1) * kB * P);
+  if (lstm) expect_written(inference.cs, "inference c_n", last * kB * kH, (last + 1) * kB * kH);
+  r.add("inference output", std::move(inference.output));
+  r.add("inference h_n", std::move(inference.hs));
+  r.add("inference c_n", std::move(inference.cs));
 
   // Training: the whole history, then the backward walk over it.
+  Forward training = forward(c, in, true);
+  Buffer &hs = training.hs, &cs = training.cs, &gates = training.gates;
+  Buffer &extra = training.extra, &proj_in = training.proj_in, &output = training.output;
   const fastrnn::SequenceArgs s = sequence(c, in, true);
-  Buffer hs(t, (kT + 1) * kB * P), cs(acc, (kT + 1) * kB * kH), gates(acc, kT * kB * G);
-  Buffer extra(t, kT * kB * kH), proj_in(t, proj ? kT * kB * kH : 0), output(t, kT * kB * P);
-  Buffer recurrent(acc, kB * kH);
-  const int64_t first = fastrnn::initial_state_slot(kT, c.reverse, true);
-  for (int64_t i = 0; i < kB * P; ++i) hs.set(first * kB * P + i, in.h0.get(i));
-  for (int64_t i = 0; i < kB * kH; ++i) cs.set(first * kB * kH + i, in.c0.get(i));
-  if (lstm) {
-    emu::lstm_forward({s, in.input_gates.data(), in.w_hh.data(), b_hh, w_hr, hs.data(),
-                       cs.data(), gates.data(), proj ? proj_in.data() : nullptr,
-                       output.data()});
-  } else if (gru) {
-    emu::gru_forward({s, c.cell == Cell::GruAfter, in.input_gates.data(), in.w_hh.data(), b_hh,
-                      hs.data(), gates.data(), extra.data(), output.data()});
-  } else {
-    emu::rnn_forward({s, c.cell == Cell::RnnRelu, in.input_gates.data(), in.w_hh.data(), b_hh,
-                      hs.data(), recurrent.data(), output.data()});
-  }
+  const void* w_hr = proj ? in.w_hr.data() : nullptr;
   expect_written(output, "training output");
   expect_written(hs, "state history");
   if (lstm) expect_written(cs, "cell-state history");
