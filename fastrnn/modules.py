@@ -11,6 +11,7 @@ from contextlib import nullcontext
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.autograd import forward_ad
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
@@ -179,16 +180,40 @@ def _require_bool(name, value):
         raise TypeError(f"{name} should be of type bool, got: {type(value).__name__}")
 
 
+def _probability(name, value):
+    """A drop or keep probability in [0, 1), as a float (torch.nn's dropout check, with 1
+    excluded: a unit dropped or kept always would never learn or never change)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+    return float(value)
+
+
 class _FusedRNNMixin:
     """forward() for a torch.nn.RNNBase subclass, running fastrnn's kernels."""
 
+    # What torch.nn's layers do not have (layers converted from torch.nn get these values).
     reset_after = True
+    weight_dropout = 0.0
 
-    def __init__(self, mode, *args, **kwargs):
+    def __init__(self, mode, *args, weight_dropout=0.0, **kwargs):
         super().__init__(mode, *args, **kwargs)
         # torch.nn checks bias and batch_first here but lets a non-bool bidirectional through
         # to a cryptic error in its forward; a truthy string would silently double the layer.
         _require_bool("bidirectional", self.bidirectional)
+        self.weight_dropout = _probability("weight_dropout", weight_dropout)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text + (f", weight_dropout={self.weight_dropout}" if self.weight_dropout else "")
+
+    def _beyond_torch(self):
+        """What this layer computes that torch.nn's implementation would not, or None: where
+        that implementation would have to run instead, the call raises."""
+        if not self.reset_after:
+            return "reset_after=False GRU"
+        if self.weight_dropout > 0 and self.training:
+            return "weight_dropout"
+        return None
 
     # ------------------------------------------------------------ argument checks
     def _name(self):
@@ -320,9 +345,15 @@ class _FusedRNNMixin:
     # ------------------------------------------------------------ weights and precision
     def _layer_weights(self, layout, weights, precision):
         """The weights per layer and direction, in the dtype this call computes in (only
-        autocast's differs from theirs: _check_weights)."""
+        autocast's differs from theirs: _check_weights), with the recurrent weights dropped
+        out in training under weight_dropout (DropConnect, Merity et al. 2017: one mask per
+        weight and call, shared by every step; the parameters themselves untouched)."""
         if precision.autocast:
             weights = [_in_dtype(w, precision.compute) for w in weights]
+        if self.weight_dropout > 0 and self.training:
+            weights = [F.dropout(w, self.weight_dropout, training=True)
+                       if name.startswith("weight_hh") else w
+                       for name, w in zip(layout.names, weights)]
         weights = weights + [None]  # where layout.slots points for an absent weight
         return [LayerWeights(*[weights[i] for i in slots]) for slots in layout.slots]
 
@@ -379,9 +410,10 @@ class _FusedRNNMixin:
 
         reason = self._fallback_reason(device_type, precision)
         if reason is not None:
-            if not self.reset_after:
-                self._fail(f"{reason}, and torch.nn has no reset_after=False GRU to fall back "
-                           "on", RuntimeError)
+            beyond = self._beyond_torch()
+            if beyond is not None:
+                self._fail(f"{reason}, and torch.nn has no {beyond} to fall back on",
+                           RuntimeError)
             _warn_once(f"{self._name()}: {reason}; running torch.nn's implementation")
             return self._torch_class.forward(self, input, hx)
         layout = self._weight_layout()
@@ -478,6 +510,13 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
     traces it; a device or dtype without fastrnn kernels (bfloat16 on the CPU), active
     torch.func transforms and forward-mode AD run torch.nn's implementation, with a
     warning; TorchScript needs :func:`to_torch` first.
+
+    Beyond torch.nn (every layer): ``weight_dropout=p`` drops the recurrent weights
+    ``weight_hh_*`` in training (DropConnect, Merity et al. 2017): one mask per weight and
+    call, shared by all its steps, drawn from torch's generator in the order of the
+    parameters' names, scaled by 1/(1-p) as ``F.dropout``; the parameters and the
+    ``state_dict`` stay as they are. A call that would need torch.nn's implementation
+    raises instead while it is in effect.
 
     >>> import torch, fastrnn
     >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)
@@ -587,7 +626,8 @@ def to_torch(model: nn.Module) -> nn.Module:
     layer, in place, with the same parameter objects (for TorchScript or ONNX export).
 
     A reset_after=False GRU has no torch.nn equivalent: it raises ValueError, and nothing
-    is changed.
+    is changed. A layer's weight_dropout, which acts in training only, is left behind, with
+    a warning.
 
     >>> import torch, fastrnn
     >>> model = torch.nn.Sequential(fastrnn.GRU(4, 8))
@@ -601,6 +641,10 @@ def to_torch(model: nn.Module) -> nn.Module:
                              "equivalent (torch.nn.GRU applies the reset gate after the "
                              "recurrent product); it cannot be converted")
     for layer in layers:
+        if layer.weight_dropout > 0:
+            warnings.warn(f"{layer._name()}: weight_dropout={layer.weight_dropout} does not "
+                          "carry over to torch.nn (it acts in training only)", stacklevel=2)
         layer.__class__ = layer._torch_class
-        layer.__dict__.pop("reset_after", None)
+        for option in ("reset_after", "weight_dropout"):
+            layer.__dict__.pop(option, None)
     return model

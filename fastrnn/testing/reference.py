@@ -69,10 +69,12 @@ def run_direction(cell, x, state, lengths, reverse):
     return torch.stack(outputs) if T else x.new_zeros((0, B, 0)), state
 
 
-def reference_rnn(module, x, hx=None, lengths=None, reset_after=None):
+def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=None):
     """Runs `module`'s parameters (a torch.nn or fastrnn layer) through the reference.
 
-    x: [T, B, I] time-major (batch_first is ignored); hx as torch.nn takes it; lengths [B].
+    x: [T, B, I] time-major (batch_first is ignored); hx as torch.nn takes it; lengths [B];
+    weights: {parameter name: tensor} to use in place of some of the module's (for
+    example its recurrent weights with DropConnect's mask applied).
     Returns (output [T, B, D*P], h_n, c_n or None). Dropout is not applied.
     """
     mode = module.mode
@@ -90,7 +92,7 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None):
         h0, c0 = hx
     else:
         h0, c0 = hx, None
-    params = dict(module.named_parameters())
+    params = {**dict(module.named_parameters()), **(weights or {})}
     h_n, c_n = [], []
     layer_input = x
     for layer in range(L):
