@@ -107,50 +107,58 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
                                const Tensor& c0, const Tensor& w_hh,
                                const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
                                const optional<Tensor>& lengths, bool reverse,
-                               bool save_for_backward) {
+                               bool save_for_backward, const optional<Tensor>& zoneout_h,
+                               const optional<Tensor>& zoneout_c, double zoneout) {
     ctx->saved_data["input_gates_edge"] = replay::edge_of(input_gates);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [output, h_n, c_n, hs, cs, gates, proj_in] = FASTRNN_OP(lstm_forward).call(
-        input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward);
+        input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward, zoneout_h,
+        zoneout_c, zoneout);
     ctx->mark_non_differentiable({hs, cs, gates, proj_in});
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({w_hh, w_hr.value_or(Tensor()), hs, cs, gates, proj_in,
-                            lengths.value_or(Tensor()), h0, c0, b_hh.value_or(Tensor())});
+                            lengths.value_or(Tensor()), h0, c0, b_hh.value_or(Tensor()),
+                            zoneout_h.value_or(Tensor()), zoneout_c.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
+    ctx->saved_data["zoneout"] = zoneout;
     return {output, h_n, c_n, hs, cs, gates, proj_in};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const Tensor &w_hh = s[0], &w_hr = s[1], &hs = s[2], &gates = s[4], &lengths = s[6];
-    const Tensor &b_hh = s[9];
+    const Tensor &b_hh = s[9], &zoneout_h = s[10], &zoneout_c = s[11];
     const bool reverse = ctx->saved_data["reverse"].toBool();
+    const double zoneout = ctx->saved_data["zoneout"].toDouble();
     require_saved(hs);
     variable_list result;
     if (at::GradMode::is_enabled()) {
       const replay::Inputs in{ctx->saved_data["input_gates_edge"], s[7], s[8], w_hh, b_hh,
-                              w_hr, lengths, reverse};
+                              w_hr, lengths, reverse, {zoneout_h, zoneout_c, zoneout}};
       result = replay::lstm(in, gates, {grads[0], grads[1], grads[2]});
     } else {
       result = run_backward([&] {
         return FASTRNN_OP(lstm_backward).call(
             defined_or_none(grads[0]), defined_or_none(grads[1]), defined_or_none(grads[2]),
             w_hh, defined_or_none(w_hr), hs, s[3], gates, s[5], defined_or_none(lengths),
-            reverse);
+            reverse, defined_or_none(zoneout_h), defined_or_none(zoneout_c), zoneout);
       });
     }
     return {result[0], result[1], result[2], result[3],
             b_hh.defined() ? result[4] : Tensor(),
-            w_hr.defined() ? result[5] : Tensor(), Tensor(), Tensor(), Tensor()};
+            w_hr.defined() ? result[5] : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(),
+            Tensor(), Tensor()};
   }
 };
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward_autograd(
     const Tensor& input_gates, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
     const optional<Tensor>& b_hh, const optional<Tensor>& w_hr, const optional<Tensor>& lengths,
-    bool reverse, bool save_for_backward) {
+    bool reverse, bool save_for_backward, const optional<Tensor>& zoneout_h,
+    const optional<Tensor>& zoneout_c, double zoneout) {
   const variable_list out = LstmFunction::apply(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths,
-                                                reverse, save_for_backward);
+                                                reverse, save_for_backward, zoneout_h,
+                                                zoneout_c, zoneout);
   return {out[0], out[1], out[2], out[3], out[4], out[5], out[6]};
 }
 
@@ -160,48 +168,56 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& input_gates, const Tensor& h0,
                                const Tensor& w_hh, const optional<Tensor>& b_hh,
                                const optional<Tensor>& lengths, bool reverse, bool reset_after,
-                               bool save_for_backward) {
+                               bool save_for_backward, const optional<Tensor>& zoneout_h,
+                               double zoneout) {
     ctx->saved_data["input_gates_edge"] = replay::edge_of(input_gates);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, h_n, hs, gates, extra] = FASTRNN_OP(gru_forward).call(
-        input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after, save_for_backward);
+    auto [output, h_n, hs, gates, extra] =
+        FASTRNN_OP(gru_forward).call(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after,
+                                     save_for_backward, zoneout_h, zoneout);
     ctx->mark_non_differentiable({hs, gates, extra});
     ctx->set_materialize_grads(false);
-    ctx->save_for_backward(
-        {w_hh, hs, gates, extra, lengths.value_or(Tensor()), h0, b_hh.value_or(Tensor())});
+    ctx->save_for_backward({w_hh, hs, gates, extra, lengths.value_or(Tensor()), h0,
+                            b_hh.value_or(Tensor()), zoneout_h.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["reset_after"] = reset_after;
+    ctx->saved_data["zoneout"] = zoneout;
     return {output, h_n, hs, gates, extra};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
     const Tensor &w_hh = s[0], &hs = s[1], &gates = s[2], &lengths = s[4], &b_hh = s[6];
+    const Tensor& zoneout_h = s[7];
     const bool reverse = ctx->saved_data["reverse"].toBool();
     const bool reset_after = ctx->saved_data["reset_after"].toBool();
+    const double zoneout = ctx->saved_data["zoneout"].toDouble();
     require_saved(hs);
     variable_list result;
     if (at::GradMode::is_enabled()) {
       const replay::Inputs in{ctx->saved_data["input_gates_edge"], s[5], Tensor(), w_hh,
-                              b_hh, Tensor(), lengths, reverse};
+                              b_hh, Tensor(), lengths, reverse, {zoneout_h, Tensor(), zoneout}};
       result = replay::gru(in, gates, reset_after, {grads[0], grads[1]});
     } else {
       result = run_backward([&] {
-        return FASTRNN_OP(gru_backward).call(defined_or_none(grads[0]),
-                                             defined_or_none(grads[1]), w_hh, hs, gates, s[3],
-                                             defined_or_none(lengths), reverse, reset_after);
+        return FASTRNN_OP(gru_backward).call(
+            defined_or_none(grads[0]), defined_or_none(grads[1]), w_hh, hs, gates, s[3],
+            defined_or_none(lengths), reverse, reset_after, defined_or_none(zoneout_h),
+            zoneout);
       });
     }
     return {result[0], result[1], result[2], b_hh.defined() ? result[3] : Tensor(),
-            Tensor(),  Tensor(),  Tensor(),  Tensor()};
+            Tensor(),  Tensor(),  Tensor(),  Tensor(), Tensor(), Tensor()};
   }
 };
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward_autograd(
     const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh, const optional<Tensor>& b_hh,
-    const optional<Tensor>& lengths, bool reverse, bool reset_after, bool save_for_backward) {
+    const optional<Tensor>& lengths, bool reverse, bool reset_after, bool save_for_backward,
+    const optional<Tensor>& zoneout_h, double zoneout) {
   const variable_list out = GruFunction::apply(input_gates, h0, w_hh, b_hh, lengths, reverse,
-                                               reset_after, save_for_backward);
+                                               reset_after, save_for_backward, zoneout_h,
+                                               zoneout);
   return {out[0], out[1], out[2], out[3], out[4]};
 }
 
@@ -211,48 +227,55 @@ struct RnnFunction : torch::autograd::Function<RnnFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& input_gates, const Tensor& h0,
                                const Tensor& w_hh, const optional<Tensor>& b_hh,
                                const optional<Tensor>& lengths, bool reverse,
-                               c10::string_view nonlinearity, bool save_for_backward) {
+                               c10::string_view nonlinearity, bool save_for_backward,
+                               const optional<Tensor>& zoneout_h, double zoneout) {
     ctx->saved_data["input_gates_edge"] = replay::edge_of(input_gates);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, h_n, hs] = FASTRNN_OP(rnn_forward).call(
-        input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity, save_for_backward);
+    auto [output, h_n, hs] =
+        FASTRNN_OP(rnn_forward).call(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity,
+                                     save_for_backward, zoneout_h, zoneout);
     ctx->mark_non_differentiable({hs});
     ctx->set_materialize_grads(false);
-    ctx->save_for_backward({w_hh, hs, lengths.value_or(Tensor()), h0, b_hh.value_or(Tensor())});
+    ctx->save_for_backward({w_hh, hs, lengths.value_or(Tensor()), h0, b_hh.value_or(Tensor()),
+                            zoneout_h.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["nonlinearity"] = std::string(nonlinearity);
+    ctx->saved_data["zoneout"] = zoneout;
     return {output, h_n, hs};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list s = ctx->get_saved_variables();
-    const Tensor &w_hh = s[0], &hs = s[1], &lengths = s[2], &b_hh = s[4];
+    const Tensor &w_hh = s[0], &hs = s[1], &lengths = s[2], &b_hh = s[4], &zoneout_h = s[5];
     const bool reverse = ctx->saved_data["reverse"].toBool();
     const std::string nonlinearity = ctx->saved_data["nonlinearity"].toStringRef();
+    const double zoneout = ctx->saved_data["zoneout"].toDouble();
     require_saved(hs);
     variable_list result;
     if (at::GradMode::is_enabled()) {
       const replay::Inputs in{ctx->saved_data["input_gates_edge"], s[3], Tensor(), w_hh,
-                              b_hh, Tensor(), lengths, reverse};
+                              b_hh, Tensor(), lengths, reverse, {zoneout_h, Tensor(), zoneout}};
       result = replay::rnn(in, hs, nonlinearity, {grads[0], grads[1]});
     } else {
       result = run_backward([&] {
-        return FASTRNN_OP(rnn_backward).call(defined_or_none(grads[0]),
-                                             defined_or_none(grads[1]), w_hh, hs,
-                                             defined_or_none(lengths), reverse, nonlinearity);
+        return FASTRNN_OP(rnn_backward).call(
+            defined_or_none(grads[0]), defined_or_none(grads[1]), w_hh, hs,
+            defined_or_none(lengths), reverse, nonlinearity, defined_or_none(zoneout_h),
+            zoneout);
       });
     }
     return {result[0], result[1], result[2], b_hh.defined() ? result[3] : Tensor(),
-            Tensor(),  Tensor(),  Tensor(),  Tensor()};
+            Tensor(),  Tensor(),  Tensor(),  Tensor(), Tensor(), Tensor()};
   }
 };
 
 std::tuple<Tensor, Tensor, Tensor> rnn_forward_autograd(
     const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh, const optional<Tensor>& b_hh,
     const optional<Tensor>& lengths, bool reverse, c10::string_view nonlinearity,
-    bool save_for_backward) {
+    bool save_for_backward, const optional<Tensor>& zoneout_h, double zoneout) {
   const variable_list out = RnnFunction::apply(input_gates, h0, w_hh, b_hh, lengths, reverse,
-                                               nonlinearity, save_for_backward);
+                                               nonlinearity, save_for_backward, zoneout_h,
+                                               zoneout);
   return {out[0], out[1], out[2]};
 }
 

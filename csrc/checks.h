@@ -171,6 +171,34 @@ inline void check_lstm_backward_extras(const at::Tensor& w_hh,
   check_grad(op, "grad_c_n", grad_c_n, {B, H}, w_hh);
 }
 
+// Zoneout's arguments (ops.cpp): the keep probability in [0, 1), and the mask `name`, when
+// given, [T, B, width] in `like`'s dtype and on its device.
+inline void check_zoneout(const char* op, double p, const c10::optional<at::Tensor>& mask,
+                          const char* name, at::IntArrayRef shape, const at::Tensor& like) {
+  TORCH_CHECK(p >= 0 && p < 1, op, ": zoneout must lie in [0, 1), got ", p);
+  if (!mask.has_value()) return;
+  TORCH_CHECK(mask->sizes() == shape, op, ": ", name, " must have shape ", shape, ", got ",
+              mask->sizes());
+  TORCH_CHECK(mask->scalar_type() == like.scalar_type() && mask->device() == like.device(), op,
+              ": ", name, " must be ", like.scalar_type(), " on ", like.device(), ", got ",
+              mask->scalar_type(), " on ", mask->device());
+}
+
+// An LSTM's zoneout: masks of h [T, B, P] and c [T, B, H], both or neither.
+inline void check_lstm_zoneout(const char* op, const c10::optional<at::Tensor>& zoneout_h,
+                               const c10::optional<at::Tensor>& zoneout_c, double p, int64_t T,
+                               int64_t B, int64_t P, int64_t H, const at::Tensor& like) {
+  TORCH_CHECK(zoneout_h.has_value() == zoneout_c.has_value(), op,
+              ": zoneout_h and zoneout_c are given together or not at all");
+  check_zoneout(op, p, zoneout_h, "zoneout_h", {T, B, P}, like);
+  check_zoneout(op, p, zoneout_c, "zoneout_c", {T, B, H}, like);
+}
+
+// The keep probability the kernels apply where no mask is given (params.h).
+inline double zoneout_probability(const c10::optional<at::Tensor>& mask, double p) {
+  return mask.has_value() ? 0.0 : p;
+}
+
 // The Elman RNN's activation: true for relu, false for tanh, an error for anything else.
 inline bool is_relu(c10::string_view nonlinearity) {
   TORCH_CHECK(nonlinearity == "tanh" || nonlinearity == "relu",

@@ -22,30 +22,35 @@ using c10::optional;
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
     const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
-    const optional<Tensor>& lengths, bool reverse, bool save_for_backward);
+    const optional<Tensor>& lengths, bool reverse, bool save_for_backward,
+    const optional<Tensor>& zoneout_h, const optional<Tensor>& zoneout_c, double zoneout);
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh, const optional<Tensor>& w_hr,
     const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
-    const optional<Tensor>& lengths, bool reverse);
+    const optional<Tensor>& lengths, bool reverse, const optional<Tensor>& zoneout_h,
+    const optional<Tensor>& zoneout_c, double zoneout);
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
     const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh,
     const optional<Tensor>& b_hh, const optional<Tensor>& lengths, bool reverse,
-    bool reset_after, bool save_for_backward);
+    bool reset_after, bool save_for_backward, const optional<Tensor>& zoneout_h,
+    double zoneout);
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n, const Tensor& w_hh,
     const Tensor& hs, const Tensor& gates, const Tensor& extra,
-    const optional<Tensor>& lengths, bool reverse, bool reset_after);
+    const optional<Tensor>& lengths, bool reverse, bool reset_after,
+    const optional<Tensor>& zoneout_h, double zoneout);
 
 std::tuple<Tensor, Tensor, Tensor> rnn_forward(
     const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh,
     const optional<Tensor>& b_hh, const optional<Tensor>& lengths, bool reverse,
-    c10::string_view nonlinearity, bool save_for_backward);
+    c10::string_view nonlinearity, bool save_for_backward, const optional<Tensor>& zoneout_h,
+    double zoneout);
 std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n, const Tensor& w_hh,
     const Tensor& hs, const optional<Tensor>& lengths, bool reverse,
-    c10::string_view nonlinearity);
+    c10::string_view nonlinearity, const optional<Tensor>& zoneout_h, double zoneout);
 
 std::tuple<Tensor, Tensor, Tensor> stack_forward(
     c10::string_view mode, const Tensor& x, const Tensor& h0, const optional<Tensor>& c0,

@@ -17,13 +17,18 @@ namespace fastrnn {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& lengths_in, bool reverse,
-    bool reset_after, bool save_for_backward) {
-  check_layer_args("fastrnn::gru_forward", kGruGates, input_gates_in, h0, nullptr, w_hh_in,
-                   b_hh_in, c10::nullopt, lengths_in);
+    bool reset_after, bool save_for_backward, const optional<Tensor>& zoneout_h_in,
+    double zoneout) {
+  const char* op = "fastrnn::gru_forward";
+  check_layer_args(op, kGruGates, input_gates_in, h0, nullptr, w_hh_in, b_hh_in, c10::nullopt,
+                   lengths_in);
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h",
+                {input_gates_in.size(0), h0.size(0), h0.size(1)}, input_gates_in);
   const c10::DeviceGuard guard(input_gates_in.device());
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
   const int64_t H = G / kGruGates;
   const bool keep_all = save_for_backward;
@@ -40,7 +45,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
         .gru_forward({sequence_args(T, B, H, H, reverse, keep_all, lengths,
                                     input_gates.scalar_type()),
                       reset_after, input_gates.data_ptr(), w_hh.data_ptr(), data_or_null(b_hh),
-                      hs.data_ptr(), gates.data_ptr(), extra.data_ptr(), output.data_ptr()});
+                      hs.data_ptr(), gates.data_ptr(), extra.data_ptr(), output.data_ptr(),
+                      data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
   }
 
   Tensor h_n = final_state(hs, final_state_slot(T, reverse, keep_all), keep_all);
@@ -56,10 +62,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const Tensor& w_hh_in, const Tensor& hs_in, const Tensor& gates_in, const Tensor& extra_in,
-    const optional<Tensor>& lengths_in, bool reverse, bool reset_after) {
+    const optional<Tensor>& lengths_in, bool reverse, bool reset_after,
+    const optional<Tensor>& zoneout_h_in, double zoneout) {
   const char* op = "fastrnn::gru_backward";
   check_backward_args(op, kGruGates, lengths_in, w_hh_in, hs_in, &gates_in, grad_output_in,
                       grad_h_n);
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h",
+                {hs_in.size(0) - 1, hs_in.size(1), hs_in.size(2)}, hs_in);
   check_saved(op, "extra", extra_in, {hs_in.size(0) - 1, hs_in.size(1), hs_in.size(2)},
               w_hh_in, false);
   const c10::DeviceGuard guard(hs_in.device());
@@ -67,6 +76,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const Tensor extra = extra_in.contiguous(), w_hh = w_hh_in.contiguous();
   OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / kGruGates;
   const auto opts = hs.options();
   const auto acc_opts = gates.options();
@@ -87,7 +97,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
                        grad_gates.data_ptr(),
                        reset_after ? grad_hh_n.data_ptr() : nullptr,
                        reset_after ? nullptr : dz.data_ptr(),
-                       reset_after ? nullptr : d_reset_h.data_ptr()});
+                       reset_after ? nullptr : d_reset_h.data_ptr(),
+                       data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
   }
 
   grad_output.tensor.reset();  // a copy is freed before the weight gradients

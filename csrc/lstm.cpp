@@ -16,13 +16,19 @@ namespace fastrnn {
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
-    const optional<Tensor>& lengths_in, bool reverse, bool save_for_backward) {
-  check_layer_args("fastrnn::lstm_forward", kLstmGates, input_gates_in, h0, &c0, w_hh_in,
-                   b_hh_in, w_hr_in, lengths_in);
+    const optional<Tensor>& lengths_in, bool reverse, bool save_for_backward,
+    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout) {
+  const char* op = "fastrnn::lstm_forward";
+  check_layer_args(op, kLstmGates, input_gates_in, h0, &c0, w_hh_in, b_hh_in, w_hr_in,
+                   lengths_in);
+  check_lstm_zoneout(op, zoneout_h_in, zoneout_c_in, zoneout, input_gates_in.size(0),
+                     h0.size(0), h0.size(1), c0.size(1), input_gates_in);
   const c10::DeviceGuard guard(input_gates_in.device());
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = contiguous_or_none(b_hh_in), w_hr = contiguous_or_none(w_hr_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
+  const optional<Tensor> zoneout_c = contiguous_or_none(zoneout_c_in);
   const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
   const int64_t H = G / kLstmGates, P = h0.size(1);
   const bool has_proj = w_hr.has_value(), keep_all = save_for_backward;
@@ -43,7 +49,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
                                      input_gates.scalar_type()),
                        input_gates.data_ptr(), w_hh.data_ptr(), data_or_null(b_hh),
                        data_or_null(w_hr), hs.data_ptr(), cs.data_ptr(), gates.data_ptr(),
-                       has_proj ? proj_in.data_ptr() : nullptr, output.data_ptr()});
+                       has_proj ? proj_in.data_ptr() : nullptr, output.data_ptr(),
+                       data_or_null(zoneout_h), data_or_null(zoneout_c),
+                       zoneout_probability(zoneout_h, zoneout)});
   }
 
   const int64_t last = final_state_slot(T, reverse, keep_all);
@@ -67,16 +75,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
     const Tensor& hs_in, const Tensor& cs_in, const Tensor& gates_in,
-    const Tensor& proj_in_arg, const optional<Tensor>& lengths_in, bool reverse) {
+    const Tensor& proj_in_arg, const optional<Tensor>& lengths_in, bool reverse,
+    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout) {
+  const char* op = "fastrnn::lstm_backward";
   check_lstm_backward_extras(w_hh_in, w_hr_in, hs_in, cs_in, proj_in_arg, grad_c_n);
-  check_backward_args("fastrnn::lstm_backward", kLstmGates, lengths_in, w_hh_in, hs_in,
-                      &gates_in, grad_output_in, grad_h_n, w_hr_in);
+  check_backward_args(op, kLstmGates, lengths_in, w_hh_in, hs_in, &gates_in, grad_output_in,
+                      grad_h_n, w_hr_in);
+  check_lstm_zoneout(op, zoneout_h_in, zoneout_c_in, zoneout, hs_in.size(0) - 1, hs_in.size(1),
+                     hs_in.size(2), cs_in.size(2), hs_in);
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), cs = cs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor proj_in = proj_in_arg.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
   OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
+  const optional<Tensor> zoneout_c = contiguous_or_none(zoneout_c_in);
   const int64_t T = gates.size(0), B = gates.size(1), G = gates.size(2);
   const int64_t H = G / kLstmGates, P = hs.size(2);
   const bool has_proj = w_hr.has_value();
@@ -96,7 +110,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
                         grad_output.data(), grad_output.step, w_hh.data_ptr(), data_or_null(w_hr),
                         cs.data_ptr(), gates.data_ptr(), dh.data_ptr(), dc.data_ptr(),
                         grad_gates.data_ptr(), has_proj ? grad_proj_out.data_ptr() : nullptr,
-                        has_proj ? grad_proj_in.data_ptr() : nullptr});
+                        has_proj ? grad_proj_in.data_ptr() : nullptr,
+                        data_or_null(zoneout_h), data_or_null(zoneout_c),
+                        zoneout_probability(zoneout_h, zoneout)});
   }
 
   grad_output.tensor.reset();  // a copy is freed before the weight gradients

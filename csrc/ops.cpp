@@ -10,6 +10,10 @@
 //   reverse      walk t = T-1 .. 0 (the backward direction of a bidirectional layer)
 //   save_for_backward  keep what backward needs (returned as the trailing tensors);
 //                otherwise those come back empty
+//   zoneout_h/c  [T, B, P] / [T, B, H] masks in the input's dtype (1: the unit keeps its
+//                previous state at that step), drawn for training; without them zoneout
+//                is the keep probability applied as its expected value (evaluation), 0
+//                for none. The backward operators take the same.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fastrnn, m) {
@@ -22,26 +26,29 @@ TORCH_LIBRARY(fastrnn, m) {
       "(Tensor grad_weight, Tensor grad_bias)");
   m.def(
       "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
-      "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward) -> "
+      "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward, "
+      "Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) -> "
       "(Tensor output, Tensor h_n, Tensor c_n, Tensor hs, Tensor cs, Tensor gates, "
       "Tensor proj_in)");
   m.def(
       "lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, Tensor w_hh, "
       "Tensor? w_hr, Tensor hs, Tensor cs, Tensor gates, Tensor proj_in, Tensor? lengths, "
-      "bool reverse) -> (Tensor grad_input_gates, Tensor grad_h0, Tensor grad_c0, "
+      "bool reverse, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) -> "
+      "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_c0, "
       "Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
       "gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
-      "bool reverse, bool reset_after, bool save_for_backward) -> "
-      "(Tensor output, Tensor h_n, Tensor hs, Tensor gates, Tensor extra)");
+      "bool reverse, bool reset_after, bool save_for_backward, Tensor? zoneout_h=None, "
+      "float zoneout=0.) -> (Tensor output, Tensor h_n, Tensor hs, Tensor gates, Tensor extra)");
   m.def(
       "gru_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
-      "Tensor gates, Tensor extra, Tensor? lengths, bool reverse, bool reset_after) -> "
+      "Tensor gates, Tensor extra, Tensor? lengths, bool reverse, bool reset_after, "
+      "Tensor? zoneout_h=None, float zoneout=0.) -> "
       "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_w_hh, Tensor grad_b_hh)");
   m.def(
       "rnn_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "
-      "bool reverse, str nonlinearity, bool save_for_backward) -> "
-      "(Tensor output, Tensor h_n, Tensor hs)");
+      "bool reverse, str nonlinearity, bool save_for_backward, Tensor? zoneout_h=None, "
+      "float zoneout=0.) -> (Tensor output, Tensor h_n, Tensor hs)");
   // Inference (nothing saved for backward) through a whole stack: per layer and direction
   // the input projection and the walk above. weights: 5 per layer and direction, layer-major
   // (w_ih, w_hh, b_ih, b_hh, w_hr; None where absent); mode LSTM, GRU, RNN_TANH, RNN_RELU;
@@ -52,6 +59,7 @@ TORCH_LIBRARY(fastrnn, m) {
       "(Tensor output, Tensor h_n, Tensor c_n)");
   m.def(
       "rnn_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, Tensor hs, "
-      "Tensor? lengths, bool reverse, str nonlinearity) -> "
+      "Tensor? lengths, bool reverse, str nonlinearity, Tensor? zoneout_h=None, "
+      "float zoneout=0.) -> "
       "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_w_hh, Tensor grad_b_hh)");
 }

@@ -50,6 +50,11 @@ struct LstmForwardArgs {
   void* gates;              // [T or 1, B, 4H] A   post-activation i, f, g, o
   void* proj_in;            // [T or 1, B, H] T, or null: o * tanh(c) before the projection
   void* output;             // [T, B, P] T
+  // Zoneout (steps.h): the masks [T, B, P] of h and [T, B, H] of c, in T, or null with
+  // zoneout_p the keep probability (evaluation); zoneout_p 0 and no masks: none.
+  const void* zoneout_h = nullptr;
+  const void* zoneout_c = nullptr;
+  double zoneout_p = 0;
 };
 
 struct LstmBackwardArgs {
@@ -65,6 +70,11 @@ struct LstmBackwardArgs {
   void* grad_gates;         // [T, B, 4H] T   out: gradient of the pre-activations
   void* grad_proj_out;      // [T, B, P] T or null: gradient reaching each projected output
   void* grad_proj_in;       // [B, H] A or null: scratch, gradient of the projection's input
+  // Zoneout (steps.h): the masks [T, B, P] of h and [T, B, H] of c, in T, or null with
+  // zoneout_p the keep probability (evaluation); zoneout_p 0 and no masks: none.
+  const void* zoneout_h = nullptr;
+  const void* zoneout_c = nullptr;
+  double zoneout_p = 0;
 };
 
 struct GruForwardArgs {
@@ -77,6 +87,10 @@ struct GruForwardArgs {
   void* gates;              // [T or 1, B, 3H] A   post-activation r, z, n
   void* extra;              // [T or 1, B, H] T   W_hn h + b_hn (reset after) or r * h (before)
   void* output;             // [T, B, H] T
+  // Zoneout (steps.h): the mask [T, B, H] of h, in T, or null with zoneout_p the keep
+  // probability (evaluation); zoneout_p 0 and no mask: none.
+  const void* zoneout_h = nullptr;
+  double zoneout_p = 0;
 };
 
 struct GruBackwardArgs {
@@ -94,6 +108,10 @@ struct GruBackwardArgs {
                             // recurrent pre-activations' r and z parts are grad_gates'
   void* dz;                 // [B, H] A   scratch (reset before; else null)
   void* d_reset_h;          // [B, H] A   scratch (reset before; else null)
+  // Zoneout (steps.h): the mask [T, B, H] of h, in T, or null with zoneout_p the keep
+  // probability (evaluation); zoneout_p 0 and no mask: none.
+  const void* zoneout_h = nullptr;
+  double zoneout_p = 0;
 };
 
 struct RnnForwardArgs {
@@ -105,6 +123,10 @@ struct RnnForwardArgs {
   void* hs;                 // [slots, B, H] T
   void* recurrent;          // [B, H] A   scratch: h W_hh^T
   void* output;             // [T, B, H] T
+  // Zoneout (steps.h): the mask [T, B, H] of h, in T, or null with zoneout_p the keep
+  // probability (evaluation); zoneout_p 0 and no mask: none.
+  const void* zoneout_h = nullptr;
+  double zoneout_p = 0;
 };
 
 struct RnnBackwardArgs {
@@ -116,6 +138,10 @@ struct RnnBackwardArgs {
   const void* hs;           // [T+1, B, H] T
   void* dh;                 // [B, H] A
   void* grad_gates;         // [T, B, H] T
+  // Zoneout (steps.h): the mask [T, B, H] of h, in T, or null with zoneout_p the keep
+  // probability (evaluation); zoneout_p 0 and no mask: none.
+  const void* zoneout_h = nullptr;
+  double zoneout_p = 0;
 };
 
 }  // namespace fastrnn

@@ -83,9 +83,12 @@ struct Replay {
   Tensor input_gates;                // the stand-in [T, B, G]
   std::vector<Tensor> input_steps;   // its time steps, [B, G] each
   Tensor h0, c0, w_hh, b_hh, w_hr_t;
+  std::vector<Tensor> keep_h, keep_c;  // zoneout masks' time steps (empty: none, or p alone)
 
   Replay(const Inputs& inputs, at::IntArrayRef gates_shape, at::ScalarType acc_type)
       : in(inputs), acc(acc_type), T(gates_shape[0]) {
+    if (in.zoneout.h.defined()) keep_h = in.zoneout.h.to(acc).unbind(0);
+    if (in.zoneout.c.defined()) keep_c = in.zoneout.c.to(acc).unbind(0);
     input_gates = input_gates_stand_in(in.input_gates_edge, gates_shape, in.w_hh.options());
     input_steps = input_gates.to(acc).unbind(0);
     h0 = in.h0.to(acc);
@@ -96,6 +99,15 @@ struct Replay {
   }
 
   int64_t time_of(int64_t step) const { return in.reverse ? T - 1 - step : step; }
+
+  // Zoneout at step t (cells/zoneout.h): candidate + keep (previous - candidate), keep from
+  // the mask's step or the probability; the candidate itself without zoneout.
+  Tensor zoned(const std::vector<Tensor>& keep, int64_t t, const Tensor& previous,
+               const Tensor& candidate) const {
+    if (!keep.empty()) return candidate + keep[t] * (previous - candidate);
+    if (in.zoneout.p == 0) return candidate;
+    return candidate + in.zoneout.p * (previous - candidate);
+  }
 
   // [B, 1]: which sequences take part in time step t (undefined: all of them).
   Tensor live(int64_t t) const {
@@ -209,7 +221,7 @@ variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& g
         const Tensor c = f * hc[1] + i * g;
         const Tensor m = o * at::tanh(c);
         const Tensor h = r.w_hr_t.defined() ? at::mm(m, r.w_hr_t) : m;
-        return std::vector<Tensor>{h, c};
+        return std::vector<Tensor>{r.zoned(r.keep_h, t, hc[0], h), r.zoned(r.keep_c, t, hc[1], c)};
       },
       state);
   return r.gradients(steps, {state[0], state[1]}, grads,
@@ -238,7 +250,7 @@ variable_list gru(const Inputs& in, const Tensor& gates, bool reset_after,
         const Tensor pre_n = reset_after ? x[1] + reset * hh[1]
                                          : x[1] + Replay::product(reset * h, recurrent[1]);
         const Tensor n = activate(pre_n, saved[1], kTanh);
-        return std::vector<Tensor>{n + update * (h - n)};
+        return std::vector<Tensor>{r.zoned(r.keep_h, t, h, n + update * (h - n))};
       },
       state);
   return r.gradients(steps, {state[0]}, grads, {r.input_gates, in.h0, in.w_hh, in.b_hh});
@@ -255,10 +267,17 @@ variable_list rnn(const Inputs& in, const Tensor& hs, const std::string& nonline
   const variable_list steps = r.run(
       [&](int64_t t, const std::vector<Tensor>& hv, const Tensor& live) {
         // the state after step t sits in slot t + 1 (forward) or t (reverse)
-        const Tensor after = hs[in.reverse ? t : t + 1].to(acc);
+        Tensor after = hs[in.reverse ? t : t + 1].to(acc);
+        if (r.keep_h.empty() && in.zoneout.p != 0) {  // the cell's own value under zoneout
+          const Tensor before = hs[in.reverse ? t + 1 : t].to(acc);  // (cells/rnn.h)
+          // relu: a zeroed unit left p * before, rounded as the states are stored
+          const Tensor above = after - (in.zoneout.p * before).to(hs.scalar_type()).to(acc);
+          after = above / (1 - in.zoneout.p);
+          if (activation == kRelu) after = at::where(above > 0, after, 0);
+        }
         const Tensor pre = r.input_steps[t] + Replay::product(hv[0], recurrent);
-        return std::vector<Tensor>{
-            activate(pre, Replay::saved_where_live(after, live), activation)};
+        const Tensor cell = activate(pre, Replay::saved_where_live(after, live), activation);
+        return std::vector<Tensor>{r.zoned(r.keep_h, t, hv[0], cell)};
       },
       state);
   return r.gradients(steps, {state[0]}, grads, {r.input_gates, in.h0, in.w_hh, in.b_hh});

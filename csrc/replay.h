@@ -30,6 +30,13 @@ using torch::autograd::variable_list;
 // in its context without keeping the tensor (None when it needs no gradient).
 c10::IValue edge_of(const Tensor& tensor);
 
+// Zoneout as the forward applied it (ops.cpp): masks of h and c [T, B, width] (undefined
+// without them), else the keep probability p (0: none).
+struct ZoneoutArgs {
+  Tensor h, c;
+  double p = 0;
+};
+
 // What a replay reads: the forward's inputs that it keeps (small ones, and the weights that
 // the fused backward saves anyway) and the edge of the input gates.
 struct Inputs {
@@ -38,6 +45,7 @@ struct Inputs {
   Tensor w_hh, b_hh, w_hr;       // b_hh, w_hr: undefined when absent
   Tensor lengths;                // undefined: every sequence is T long
   bool reverse = false;
+  ZoneoutArgs zoneout;
 };
 
 // The gradients the fused backward operator returns, as differentiable tensors:

@@ -16,14 +16,20 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
                                                const optional<Tensor>& b_hh_in,
                                                const optional<Tensor>& lengths_in, bool reverse,
                                                c10::string_view nonlinearity,
-                                               bool save_for_backward) {
+                                               bool save_for_backward,
+                                               const optional<Tensor>& zoneout_h_in,
+                                               double zoneout) {
+  const char* op = "fastrnn::rnn_forward";
   const bool relu = is_relu(nonlinearity);
-  check_layer_args("fastrnn::rnn_forward", kRnnGates, input_gates_in, h0, nullptr, w_hh_in,
-                   b_hh_in, c10::nullopt, lengths_in);
+  check_layer_args(op, kRnnGates, input_gates_in, h0, nullptr, w_hh_in, b_hh_in, c10::nullopt,
+                   lengths_in);
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h",
+                {input_gates_in.size(0), h0.size(0), h0.size(1)}, input_gates_in);
   const c10::DeviceGuard guard(input_gates_in.device());
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> b_hh = contiguous_or_none(b_hh_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const int64_t T = input_gates.size(0), B = input_gates.size(1), H = input_gates.size(2);
   const bool keep_all = save_for_backward;
   const auto opts = input_gates.options();
@@ -36,7 +42,8 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
         .rnn_forward({sequence_args(T, B, H, H, reverse, keep_all, lengths,
                                     input_gates.scalar_type()),
                       relu, input_gates.data_ptr(), w_hh.data_ptr(), data_or_null(b_hh),
-                      hs.data_ptr(), recurrent.data_ptr(), output.data_ptr()});
+                      hs.data_ptr(), recurrent.data_ptr(), output.data_ptr(),
+                      data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
   }
 
   Tensor h_n = final_state(hs, final_state_slot(T, reverse, keep_all), keep_all);
@@ -48,14 +55,18 @@ std::tuple<Tensor, Tensor, Tensor> rnn_forward(const Tensor& input_gates_in, con
 std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const Tensor& w_hh_in, const Tensor& hs_in, const optional<Tensor>& lengths_in, bool reverse,
-    c10::string_view nonlinearity) {
+    c10::string_view nonlinearity, const optional<Tensor>& zoneout_h_in, double zoneout) {
+  const char* op = "fastrnn::rnn_backward";
   const bool relu = is_relu(nonlinearity);
-  check_backward_args("fastrnn::rnn_backward", kRnnGates, lengths_in, w_hh_in, hs_in, nullptr,
-                      grad_output_in, grad_h_n);
+  check_backward_args(op, kRnnGates, lengths_in, w_hh_in, hs_in, nullptr, grad_output_in,
+                      grad_h_n);
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h",
+                {hs_in.size(0) - 1, hs_in.size(1), hs_in.size(2)}, hs_in);
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), w_hh = w_hh_in.contiguous();
   OutputGrad grad_output(grad_output_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const int64_t T = hs.size(0) - 1, B = hs.size(1), H = hs.size(2);
   const auto opts = hs.options();
   const auto acc_opts = opts.dtype(accumulation_dtype(hs.scalar_type()));
@@ -65,7 +76,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> rnn_backward(
     backend_for(hs.device().type())
         .rnn_backward({sequence_args(T, B, H, H, reverse, true, lengths, hs.scalar_type()),
                        relu, grad_output.data(), grad_output.step, w_hh.data_ptr(), hs.data_ptr(),
-                       dh.data_ptr(), grad_gates.data_ptr()});
+                       dh.data_ptr(), grad_gates.data_ptr(), data_or_null(zoneout_h),
+                       zoneout_probability(zoneout_h, zoneout)});
   }
 
   grad_output.tensor.reset();  // a copy is freed before the weight gradients

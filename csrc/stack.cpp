@@ -49,14 +49,16 @@ std::tuple<Tensor, Tensor, Tensor> stack_forward(
         Tensor c;
         std::tie(output, h, c, std::ignore, std::ignore, std::ignore, std::ignore) =
             lstm_forward(gates, h0[k], (*c0)[k], *w_hh, weight(3), weight(4), lengths,
-                         reverse, false);
+                         reverse, false, c10::nullopt, c10::nullopt, 0.0);
         c_n.push_back(c);
       } else if (gru) {
         std::tie(output, h, std::ignore, std::ignore, std::ignore) =
-            gru_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, reset_after, false);
+            gru_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, reset_after, false,
+                        c10::nullopt, 0.0);
       } else {
         std::tie(output, h, std::ignore) =
-            rnn_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, nonlinearity, false);
+            rnn_forward(gates, h0[k], *w_hh, weight(3), lengths, reverse, nonlinearity, false,
+                        c10::nullopt, 0.0);
       }
       outputs.push_back(output);
       h_n.push_back(h);

@@ -10,11 +10,24 @@
 
 #include <cstdint>
 
+#include "cells/common.h"  // FASTRNN_HD
+
 namespace fastrnn {
 
 struct StepInfo {
   const int64_t* lengths;  // [B] on the device, or null
   int64_t t, B, H;
+};
+
+// Zoneout (Krueger et al. 2016) of one state at one step: each unit keeps its previous
+// value with weight keep (cells::zoneout): the step's mask (0 or 1 per unit, drawn for
+// training) or, without one, the probability p (its expected value, for evaluation).
+// Neither: no zoneout.
+template <class T>
+struct Zoneout {
+  const T* mask = nullptr;  // [B, width] of the step, in the storage type, or null
+  double p = 0;  // double: float64 layers apply it exactly
+  FASTRNN_HD bool on() const { return mask != nullptr || p != 0; }
 };
 
 // ---- LSTM
@@ -31,6 +44,8 @@ struct LstmForwardStep {
   T* out;               // [B, H]   (without projection)
   T* proj_in;           // [B, H] or null: with a projection o * tanh(c) goes here
   bool save;            // store the post-activation gates (backward needs them)
+  Zoneout<T> zoneout_c; // of the cell state
+  Zoneout<T> zoneout_h; // of h (without projection; with one, mask_projected_state's)
 };
 
 template <class T, class A>
@@ -43,7 +58,9 @@ struct LstmBackwardStep {
   A* dc;                // [B, H] in: from step t+1; out: to step t-1
   A* dh;                // [B, H] zeroed on active rows when dh_cell == dh (no projection)
   T* dgates;            // [B, 4H] out: pre-activation gradients
-  bool zero_dh;
+  bool zero_dh;         // (with zoneout of h: dh keeps the part that skips the cell)
+  Zoneout<T> zoneout_c;
+  Zoneout<T> zoneout_h; // without projection (with one: split_projection_grad's)
 };
 
 // ---- GRU
@@ -59,6 +76,7 @@ struct GruForwardStep {
   T* extra;             // [B, H] W_hn h + b_hn (reset after) or r * h (reset before)
   bool save;            // reset after: store r, z, n and extra (backward needs them);
                         // the reset-before phases always store (the next phase reads them)
+  Zoneout<T> zoneout_h;
 };
 
 template <class T, class A>
@@ -72,6 +90,7 @@ struct GruBackwardStep {
   T* dhh_n;             // [B, H] gradient of W_hn h + b_hn (reset after only)
   A* dz;                // [B, H] reset before: dz from phase 2 for phase 1
   const A* d_reset_h;   // [B, H] reset before: d(r * h) from the W_hn GEMM
+  Zoneout<T> zoneout_h;
 };
 
 // ---- Elman RNN
@@ -85,6 +104,7 @@ struct RnnForwardStep {
   T* h_next;            // [B, H]
   T* out;               // [B, H]
   bool relu;
+  Zoneout<T> zoneout_h;
 };
 
 template <class T, class A>
@@ -94,6 +114,8 @@ struct RnnBackwardStep {
   A* dh;                // [B, H]
   T* dgates;            // [B, H]
   bool relu;
+  Zoneout<T> zoneout_h;
+  const T* h_prev;      // [B, H] (read with zoneout only: the candidate is rebuilt from it)
 };
 
 }  // namespace fastrnn

@@ -110,9 +110,11 @@ def _linear_weight_grads_fake(input, grad_output, with_bias):
 
 
 @torch.library.register_fake("fastrnn::lstm_forward")
-def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward):
+def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward,
+                       zoneout_h=None, zoneout_c=None, zoneout=0.0):
     _check_devices("lstm_forward", "input_gates", input_gates, h0=h0, c0=c0, w_hh=w_hh,
-                   b_hh=b_hh, w_hr=w_hr, lengths=lengths)
+                   b_hh=b_hh, w_hr=w_hr, lengths=lengths, zoneout_h=zoneout_h,
+                   zoneout_c=zoneout_c)
     T, B, G = input_gates.shape
     H, P = G // GATES["lstm"], h0.shape[-1]
     new = input_gates.new_empty
@@ -129,10 +131,10 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
 
 @torch.library.register_fake("fastrnn::lstm_backward")
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates, proj_in,
-                        lengths, reverse):
+                        lengths, reverse, zoneout_h=None, zoneout_c=None, zoneout=0.0):
     _check_devices("lstm_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
                    grad_c_n=grad_c_n, w_hh=w_hh, w_hr=w_hr, cs=cs, gates=gates,
-                   proj_in=proj_in, lengths=lengths)
+                   proj_in=proj_in, lengths=lengths, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
     T, B, G = gates.shape
     P = hs.shape[-1]
     grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(hs)
@@ -143,9 +145,9 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
 
 @torch.library.register_fake("fastrnn::gru_forward")
 def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after,
-                      save_for_backward):
+                      save_for_backward, zoneout_h=None, zoneout=0.0):
     _check_devices("gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
-                   lengths=lengths)
+                   lengths=lengths, zoneout_h=zoneout_h)
     T, B, G = input_gates.shape
     H = G // GATES["gru"]
     new = input_gates.new_empty
@@ -159,9 +161,9 @@ def _gru_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, reset_after
 
 @torch.library.register_fake("fastrnn::gru_backward")
 def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, reverse,
-                       reset_after):
+                       reset_after, zoneout_h=None, zoneout=0.0):
     _check_devices("gru_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
-                   w_hh=w_hh, gates=gates, extra=extra, lengths=lengths)
+                   w_hh=w_hh, gates=gates, extra=extra, lengths=lengths, zoneout_h=zoneout_h)
     T, B, G = gates.shape
     return (hs.new_empty((T, B, G)), hs.new_empty((B, G // GATES["gru"])),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)))
@@ -169,9 +171,9 @@ def _gru_backward_fake(grad_output, grad_h_n, w_hh, hs, gates, extra, lengths, r
 
 @torch.library.register_fake("fastrnn::rnn_forward")
 def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearity,
-                      save_for_backward):
+                      save_for_backward, zoneout_h=None, zoneout=0.0):
     _check_devices("rnn_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh, b_hh=b_hh,
-                   lengths=lengths)
+                   lengths=lengths, zoneout_h=zoneout_h)
     T, B, H = input_gates.shape
     new = input_gates.new_empty
     hs = new((T + 1, B, H)) if save_for_backward else _empty(input_gates)
@@ -179,9 +181,10 @@ def _rnn_forward_fake(input_gates, h0, w_hh, b_hh, lengths, reverse, nonlinearit
 
 
 @torch.library.register_fake("fastrnn::rnn_backward")
-def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlinearity):
+def _rnn_backward_fake(grad_output, grad_h_n, w_hh, hs, lengths, reverse, nonlinearity,
+                       zoneout_h=None, zoneout=0.0):
     _check_devices("rnn_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
-                   w_hh=w_hh, lengths=lengths)
+                   w_hh=w_hh, lengths=lengths, zoneout_h=zoneout_h)
     T1, B, H = hs.shape
     return (hs.new_empty((T1 - 1, B, H)), hs.new_empty((B, H)), w_hh.new_empty(w_hh.shape),
             hs.new_empty((H,)))

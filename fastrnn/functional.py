@@ -87,26 +87,55 @@ def _steps_per_chunk(x, gate_width):
     return max(1, INFERENCE_CHUNK_BYTES // max(1, x.shape[1] * gate_width * x.element_size()))
 
 
+class Zoneout(NamedTuple):
+    """One layer and direction's zoneout (Krueger et al. 2016): the masks of h [T, B, P] and
+    (LSTM) c [T, B, H] drawn for training (1: the unit keeps its previous state), or None
+    with p the keep probability applied as its expected value (evaluation)."""
+    p: float = 0.0
+    h: Optional[torch.Tensor] = None
+    c: Optional[torch.Tensor] = None
+
+    def steps(self, t0, t1):
+        """The same for time steps [t0, t1)."""
+        return Zoneout(self.p, *(None if m is None else m[t0:t1] for m in (self.h, self.c)))
+
+
+NO_ZONEOUT = Zoneout()
+
+
+def draw_zoneout(p, training, mode, x, h0, c0):
+    """A layer and direction's Zoneout: in training masks from torch's generator (h's, then
+    c's), else p alone."""
+    if p == 0 or not training:
+        return Zoneout(p) if p else NO_ZONEOUT
+    T = x.shape[0]
+
+    def mask(state):
+        return torch.bernoulli(state.new_full((T, *state.shape), p))
+    return Zoneout(p, mask(h0), mask(c0) if mode == "LSTM" else None)
+
+
 def _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse, save_for_backward,
-              reset_after):
+              reset_after, zoneout=NO_ZONEOUT):
     """One operator call: (output, h_n, c_n or None)."""
     if mode == "LSTM":
         out, h_n, c_n = ops.lstm_forward(input_gates, h0, c0, weights.w_hh, weights.b_hh,
-                                         weights.w_hr, lengths, reverse,
-                                         save_for_backward)[:3]
+                                         weights.w_hr, lengths, reverse, save_for_backward,
+                                         zoneout.h, zoneout.c, zoneout.p)[:3]
         return out, h_n, c_n
     if mode == "GRU":
         out, h_n = ops.gru_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths,
-                                   reverse, reset_after, save_for_backward)[:2]
+                                   reverse, reset_after, save_for_backward, zoneout.h,
+                                   zoneout.p)[:2]
         return out, h_n, None
     nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
     out, h_n = ops.rnn_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths, reverse,
-                               nonlinearity, save_for_backward)[:2]
+                               nonlinearity, save_for_backward, zoneout.h, zoneout.p)[:2]
     return out, h_n, None
 
 
 def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
-              reset_after=True):
+              reset_after=True, zoneout=NO_ZONEOUT):
     """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
     T, B = x.shape[0], x.shape[1]
     chunk = _steps_per_chunk(x, weights.w_ih.shape[0])
@@ -114,7 +143,7 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
             or torch.compiler.is_compiling()):
         input_gates = input_projection(x, weights.w_ih, weights.b_ih)
         return _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse,
-                         save_for_backward, reset_after)
+                         save_for_backward, reset_after, zoneout)
     output = _cpu_buffer((T, B, h0.shape[-1]), x.dtype)
     # W_ih laid out as the product reads it (W_ih^T by rows), once for all chunks rather
     # than once per chunk (measured: a 1536x512 W_ih over 13 chunks, 74 -> 58 ms)
@@ -126,7 +155,7 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
         # lengths relative to the chunk: a sequence ending inside it runs its first steps
         chunk_lengths = None if lengths is None else (lengths - t0).clamp(0, t1 - t0)
         out, h0, c0 = _layer_op(mode, input_gates, h0, c0, weights, chunk_lengths, reverse,
-                                False, reset_after)
+                                False, reset_after, zoneout.steps(t0, t1))
         output[t0:t1] = out
     return output, h0, c0
 
@@ -134,11 +163,12 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
 def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[torch.Tensor],
                     weights: List[LayerWeights], num_layers: int, bidirectional: bool,
                     dropout: float, training: bool, lengths: Optional[torch.Tensor] = None,
-                    reset_after: bool = True):
+                    reset_after: bool = True, zoneout: float = 0.0):
     """A stack of `num_layers` layers, each in one or two directions.
 
     x: [T, B, input] padded and time-major; h0: [L*D, B, P]; c0: [L*D, B, H] (LSTM);
-    weights: L*D entries, layer-major then direction; lengths: [B] int64 or None.
+    weights: L*D entries, layer-major then direction; lengths: [B] int64 or None; zoneout:
+    the keep probability of every state (masks drawn per layer and direction in training).
     Returns (output [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H] or None).
     """
     save_for_backward = torch.is_grad_enabled() and (
@@ -146,17 +176,17 @@ def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[t
         or any(w is not None and w.requires_grad for lw in weights for w in lw))
     if save_for_backward or torch.compiler.is_compiling():
         return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
-                      lengths, reset_after, save_for_backward)
+                      lengths, reset_after, save_for_backward, zoneout)
     # Nothing to differentiate: call the kernels below autograd, skipping the Python layer
     # of each operator's autograd formula (measured 2-5 us per call, 8% of a generation step)
     with torch._C._AutoDispatchBelowADInplaceOrView():
-        if _runs_in_one_call(x, weights, dropout, training):
+        if zoneout == 0 and _runs_in_one_call(x, weights, dropout, training):
             output, h_n, c_n = ops.stack_forward(
                 mode, x, h0, c0, [w for layer in weights for w in layer], num_layers,
                 bidirectional, lengths, reset_after)
             return output, h_n, (c_n if c0 is not None else None)
         return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
-                      lengths, reset_after, False)
+                      lengths, reset_after, False, zoneout)
 
 
 def _runs_in_one_call(x, weights, dropout, training):
@@ -173,7 +203,7 @@ def _runs_in_one_call(x, weights, dropout, training):
 
 
 def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training, lengths,
-           reset_after, save_for_backward):
+           reset_after, save_for_backward, zoneout=0.0):
     directions = 2 if bidirectional else 1
     h_n, c_n = [], []
     layer_input = x
@@ -181,9 +211,10 @@ def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, trainin
         outputs = []
         for direction in range(directions):
             k = layer * directions + direction
-            out, h, c = run_layer(mode, layer_input, h0[k], None if c0 is None else c0[k],
-                                  weights[k], lengths, direction == 1, save_for_backward,
-                                  reset_after)
+            h0_k, c0_k = h0[k], None if c0 is None else c0[k]
+            zoned = draw_zoneout(zoneout, training, mode, layer_input, h0_k, c0_k)
+            out, h, c = run_layer(mode, layer_input, h0_k, c0_k, weights[k], lengths,
+                                  direction == 1, save_for_backward, reset_after, zoned)
             outputs.append(out)
             h_n.append(h)
             c_n.append(c)

@@ -194,23 +194,30 @@ class _FusedRNNMixin:
     # What torch.nn's layers do not have (layers converted from torch.nn get these values).
     reset_after = True
     weight_dropout = 0.0
+    zoneout = 0.0
 
-    def __init__(self, mode, *args, weight_dropout=0.0, **kwargs):
+    def __init__(self, mode, *args, weight_dropout=0.0, zoneout=0.0, **kwargs):
         super().__init__(mode, *args, **kwargs)
         # torch.nn checks bias and batch_first here but lets a non-bool bidirectional through
         # to a cryptic error in its forward; a truthy string would silently double the layer.
         _require_bool("bidirectional", self.bidirectional)
         self.weight_dropout = _probability("weight_dropout", weight_dropout)
+        self.zoneout = _probability("zoneout", zoneout)
 
     def extra_repr(self):
         text = super().extra_repr()
-        return text + (f", weight_dropout={self.weight_dropout}" if self.weight_dropout else "")
+        for option in ("weight_dropout", "zoneout"):
+            if getattr(self, option):
+                text += f", {option}={getattr(self, option)}"
+        return text
 
     def _beyond_torch(self):
         """What this layer computes that torch.nn's implementation would not, or None: where
         that implementation would have to run instead, the call raises."""
         if not self.reset_after:
             return "reset_after=False GRU"
+        if self.zoneout > 0:
+            return "zoneout"
         if self.weight_dropout > 0 and self.training:
             return "weight_dropout"
         return None
@@ -432,7 +439,7 @@ class _FusedRNNMixin:
             output, h_n, c_n = recurrent_stack(
                 self.mode, x, h0, c0, self._layer_weights(layout, weights, precision),
                 self.num_layers, self.bidirectional, float(self.dropout), self.training,
-                padded.lengths, self.reset_after)
+                padded.lengths, self.reset_after, self.zoneout)
         output, h_n = _in_dtype(output, precision.output), _in_dtype(h_n, precision.hidden)
         c_n = _in_dtype(c_n, precision.cell) if c_n is not None else None
         return self._from_padded(output, h_n, c_n, input, padded, unbatched)
@@ -515,8 +522,11 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
     ``weight_hh_*`` in training (DropConnect, Merity et al. 2017): one mask per weight and
     call, shared by all its steps, drawn from torch's generator in the order of the
     parameters' names, scaled by 1/(1-p) as ``F.dropout``; the parameters and the
-    ``state_dict`` stay as they are. A call that would need torch.nn's implementation
-    raises instead while it is in effect.
+    ``state_dict`` stay as they are. ``zoneout=p`` (Krueger et al. 2016): in training each
+    unit keeps its previous state with probability p at every step (the LSTM's h and c each
+    with a mask of its own, drawn from torch's generator), in evaluation the expected value
+    p * previous + (1 - p) * new. A call that would need torch.nn's implementation raises
+    instead while either is in effect.
 
     >>> import torch, fastrnn
     >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)
@@ -640,11 +650,15 @@ def to_torch(model: nn.Module) -> nn.Module:
             raise ValueError(f"{layer._name()} with reset_after=False has no torch.nn "
                              "equivalent (torch.nn.GRU applies the reset gate after the "
                              "recurrent product); it cannot be converted")
+        if layer.zoneout > 0:
+            raise ValueError(f"{layer._name()} with zoneout={layer.zoneout} has no torch.nn "
+                             "equivalent (zoneout acts in evaluation too, as its expected "
+                             "value); it cannot be converted")
     for layer in layers:
         if layer.weight_dropout > 0:
             warnings.warn(f"{layer._name()}: weight_dropout={layer.weight_dropout} does not "
                           "carry over to torch.nn (it acts in training only)", stacklevel=2)
         layer.__class__ = layer._torch_class
-        for option in ("reset_after", "weight_dropout"):
+        for option in ("reset_after", "weight_dropout", "zoneout"):
             layer.__dict__.pop(option, None)
     return model

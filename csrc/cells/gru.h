@@ -9,6 +9,7 @@
 #pragma once
 
 #include "common.h"
+#include "zoneout.h"
 
 namespace fastrnn {
 namespace cells {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "common.h"
+#include "zoneout.h"
 
 namespace fastrnn {
 namespace cells {

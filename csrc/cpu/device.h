@@ -198,6 +198,25 @@ struct CpuDevice {
     gemm_bf16_widened(trans_a, trans_b, M, N, K, a, lda, b, ldb, accumulate, c, ldc, c_float);
   }
 
+  // Zoneout's keep weight at element i (steps.h): the mask's values, or p for every unit.
+  template <class Lanes, class T>
+  static auto keep_weight(Lanes lanes, const Zoneout<T>& z, int64_t i) {
+    using V = typename Lanes::V;
+    return z.mask != nullptr ? lanes.load(z.mask + i) : V(z.p);
+  }
+
+  // v as memory of type T holds it (bfloat16 rounds; float and double are exact).
+  template <class T, class Lanes, class V>
+  static V stored_as(Lanes lanes, V v) {
+    if constexpr (std::is_same_v<T, c10::BFloat16>) {
+      T memory[sizeof(V) / sizeof(float)];
+      lanes.store(memory, v);
+      return lanes.load(static_cast<const T*>(memory));
+    } else {
+      return v;
+    }
+  }
+
   // dh += grad_output[t] on the rows still running at t. [B, width]
   template <class T, class A>
   void add_output_grad(const StepInfo& s, int64_t width, const T* grad_output_t, A* dh) const {
@@ -241,9 +260,16 @@ struct CpuDevice {
           const V v = lanes.load(g + gate * H + j) + lanes.load(x + gate * H + j);
           return a.bias == nullptr ? v : v + lanes.load(a.bias + gate * H + j);
         };
+        const V c_prev = lanes.load(a.c_prev + e + j);
         V i, f, gg, o, c, h;
-        cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), lanes.load(a.c_prev + e + j),
-                            i, f, gg, o, c, h);
+        cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), c_prev, i, f, gg, o, c, h);
+        if (a.zoneout_c.on()) {
+          c = cells::zoneout(keep_weight(lanes, a.zoneout_c, e + j), c_prev, c);
+        }
+        if (a.zoneout_h.on()) {
+          h = cells::zoneout(keep_weight(lanes, a.zoneout_h, e + j), lanes.load(a.h_prev + e + j),
+                             h);
+        }
         if (a.save) {  // inference skips these stores: a quarter of the step's traffic
           lanes.store(g + j, i);
           lanes.store(g + H + j, f);
@@ -261,13 +287,22 @@ struct CpuDevice {
     }, kLstmCellsPerTask);
   }
 
-  // After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0. [B, P]
+  // After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0, h_next
+  // zoned out first where zoneout is on. [B, P]
   template <class T>
   void mask_projected_state(const StepInfo& s, int64_t P, const T* h_prev, T* h_next,
-                            T* out) const {
+                            T* out, const Zoneout<T>& zoneout_h) const {
+    using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     const LengthMask mask{s.lengths};
     for (int64_t b = 0; b < s.B; ++b) {
       if (mask.active(b, s.t)) {
+        if (zoneout_h.on()) {
+          for_each_lane<A>(b * P, (b + 1) * P, [&](auto lanes, int64_t e) {
+            lanes.store(h_next + e, cells::zoneout(keep_weight(lanes, zoneout_h, e),
+                                                   lanes.load(h_prev + e),
+                                                   lanes.load(h_next + e)));
+          });
+        }
         copy_span(out + b * P, h_next + b * P, P);
       } else {
         copy_span(h_next + b * P, h_prev + b * P, P);
@@ -290,28 +325,54 @@ struct CpuDevice {
       for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
+        const V i = lanes.load(g + j), f = lanes.load(g + H + j);
+        const V gg = lanes.load(g + 2 * H + j), o = lanes.load(g + 3 * H + j);
+        const V c_prev = lanes.load(a.c_prev + e);
+        // zoneout: the cell's own new state, and the shares of the gradients that reach it
+        V c = lanes.load(a.c_next + e), dh = lanes.load(a.dh_cell + e);
+        V dc = lanes.load(a.dc + e);
+        V keep_c(A(0)), keep_h(A(0));
+        if (a.zoneout_c.on()) {
+          keep_c = keep_weight(lanes, a.zoneout_c, e);
+          c = f * c_prev + i * gg;  // as lstm_forward computed it
+          dc = (V(A(1)) - keep_c) * dc;
+        }
+        if (a.zoneout_h.on()) {
+          keep_h = keep_weight(lanes, a.zoneout_h, e);
+          dh = (V(A(1)) - keep_h) * dh;
+        }
         V da_i, da_f, da_g, da_o, dc_prev;
-        cells::lstm_backward(lanes.load(g + j), lanes.load(g + H + j),
-                             lanes.load(g + 2 * H + j), lanes.load(g + 3 * H + j),
-                             lanes.load(a.c_prev + e), lanes.load(a.c_next + e),
-                             lanes.load(a.dh_cell + e), lanes.load(a.dc + e),
-                             da_i, da_f, da_g, da_o, dc_prev);
+        cells::lstm_backward(i, f, gg, o, c_prev, c, dh, dc, da_i, da_f, da_g, da_o, dc_prev);
         lanes.store(dg + j, da_i);
         lanes.store(dg + H + j, da_f);
         lanes.store(dg + 2 * H + j, da_g);
         lanes.store(dg + 3 * H + j, da_o);
+        if (a.zoneout_c.on()) dc_prev = dc_prev + keep_c * lanes.load(a.dc + e);
         lanes.store(a.dc + e, dc_prev);
-        if (a.zero_dh) lanes.store(a.dh + e, V(A(0)));
+        // without a projection dh is this step's own: zeroed for the GEMM to add to, but for
+        // the share zoneout passes straight to h_prev
+        if (a.zero_dh) {
+          lanes.store(a.dh + e, a.zoneout_h.on() ? keep_h * lanes.load(a.dh + e) : V(A(0)));
+        }
       });
     }, kLstmCellsPerTask);
   }
 
-  // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
+  // With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh; with zoneout of
+  // h, dproj = (1 - keep) dh and dh = keep dh on active rows. [B, P]
   template <class T, class A>
-  void split_projection_grad(const StepInfo& s, int64_t P, A* dh, T* dproj) const {
+  void split_projection_grad(const StepInfo& s, int64_t P, A* dh, T* dproj,
+                             const Zoneout<T>& zoneout_h) const {
     const LengthMask mask{s.lengths};
     for (int64_t b = 0; b < s.B; ++b) {
-      if (mask.active(b, s.t)) {
+      if (mask.active(b, s.t) && zoneout_h.on()) {
+        for_each_lane<A>(b * P, (b + 1) * P, [&](auto lanes, int64_t e) {
+          using V = typename decltype(lanes)::V;
+          const V keep = keep_weight(lanes, zoneout_h, e), d = lanes.load(dh + e);
+          lanes.store(dproj + e, (V(A(1)) - keep) * d);
+          lanes.store(dh + e, keep * d);
+        });
+      } else if (mask.active(b, s.t)) {
         copy_span(dproj + b * P, dh + b * P, P);
         zero_span(dh + b * P, P);
       } else {
@@ -351,9 +412,10 @@ struct CpuDevice {
         const V a_r = with_bias(lanes.load(g + j) + lanes.load(x + j), 0);
         const V a_z = with_bias(lanes.load(g + H + j) + lanes.load(x + H + j), 1);
         const V hh_n = with_bias(lanes.load(g + 2 * H + j), 2);
+        const V h_prev = lanes.load(a.h_prev + e);
         V r, z, n, h;
-        cells::gru_forward(a_r, a_z, lanes.load(x + 2 * H + j), hh_n,
-                           lanes.load(a.h_prev + e), r, z, n, h);
+        cells::gru_forward(a_r, a_z, lanes.load(x + 2 * H + j), hh_n, h_prev, r, z, n, h);
+        if (a.zoneout_h.on()) h = cells::zoneout(keep_weight(lanes, a.zoneout_h, e), h_prev, h);
         if (a.save) {
           lanes.store(g + j, r);
           lanes.store(g + H + j, z);
@@ -404,8 +466,10 @@ struct CpuDevice {
         const int64_t e = b * H + j;
         V a_n = lanes.load(g + 2 * H + j) + lanes.load(x + 2 * H + j);
         if (a.bias != nullptr) a_n = a_n + lanes.load(a.bias + 2 * H + j);
+        const V h_prev = lanes.load(a.h_prev + e);
         V n, h;
-        cells::gru_cho_candidate(a_n, lanes.load(g + H + j), lanes.load(a.h_prev + e), n, h);
+        cells::gru_cho_candidate(a_n, lanes.load(g + H + j), h_prev, n, h);
+        if (a.zoneout_h.on()) h = cells::zoneout(keep_weight(lanes, a.zoneout_h, e), h_prev, h);
         lanes.store(g + 2 * H + j, n);
         lanes.store(a.h_next + e, h);
         lanes.store(a.out + e, h);
@@ -435,11 +499,15 @@ struct CpuDevice {
       for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
+        // zoneout: (1 - keep) of dh reaches the cell, keep goes straight to h_prev
+        const V dh = lanes.load(a.dh + e);
+        const V keep = a.zoneout_h.on() ? keep_weight(lanes, a.zoneout_h, e) : V(A(0));
         V da_r, da_z, dx_n, dhh_n, dh_direct;
         cells::gru_backward(lanes.load(g + j), lanes.load(g + H + j),
                             lanes.load(g + 2 * H + j), lanes.load(a.extra + e),
-                            lanes.load(a.h_prev + e), lanes.load(a.dh + e),
+                            lanes.load(a.h_prev + e), (V(A(1)) - keep) * dh,
                             da_r, da_z, dx_n, dhh_n, dh_direct);
+        if (a.zoneout_h.on()) dh_direct = dh_direct + keep * dh;
         lanes.store(dg + j, da_r);
         lanes.store(dg + H + j, da_z);
         lanes.store(dg + 2 * H + j, dx_n);
@@ -459,10 +527,13 @@ struct CpuDevice {
       for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         const int64_t e = b * H + j;
+        const V dh = lanes.load(a.dh + e);
+        const V keep = a.zoneout_h.on() ? keep_weight(lanes, a.zoneout_h, e) : V(A(0));
         V da_n, dz, dh_direct;
         cells::gru_cho_candidate_backward(lanes.load(g + H + j), lanes.load(g + 2 * H + j),
-                                          lanes.load(a.h_prev + e), lanes.load(a.dh + e),
+                                          lanes.load(a.h_prev + e), (V(A(1)) - keep) * dh,
                                           da_n, dz, dh_direct);
+        if (a.zoneout_h.on()) dh_direct = dh_direct + keep * dh;
         lanes.store(a.dgates + b * G + 2 * H + j, da_n);
         lanes.store(a.dz + e, dz);
         lanes.store(a.dh + e, dh_direct);
@@ -511,7 +582,11 @@ struct CpuDevice {
         using V = typename decltype(lanes)::V;
         V pre = lanes.load(a.recurrent + e + j) + lanes.load(a.x + e + j);
         if (a.bias != nullptr) pre = pre + lanes.load(a.bias + j);
-        const V h = cells::rnn_forward<Relu>(pre);
+        V h = cells::rnn_forward<Relu>(pre);
+        if (a.zoneout_h.on()) {
+          h = cells::zoneout(keep_weight(lanes, a.zoneout_h, e + j), lanes.load(a.h_prev + e + j),
+                             h);
+        }
         lanes.store(a.h_next + e + j, h);
         lanes.store(a.out + e + j, h);
       });
@@ -531,9 +606,19 @@ struct CpuDevice {
       if (!mask.active(b, a.step.t)) return zero_span(a.dgates + e + j0, j1 - j0);
       for_each_lane<A>(j0, j1, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
-        lanes.store(a.dgates + e + j, cells::rnn_backward<Relu>(lanes.load(a.h_new + e + j),
-                                                                lanes.load(a.dh + e + j)));
-        lanes.store(a.dh + e + j, V(A(0)));
+        const V h = lanes.load(a.h_new + e + j), dh = lanes.load(a.dh + e + j);
+        if (!a.zoneout_h.on()) {
+          lanes.store(a.dgates + e + j, cells::rnn_backward<Relu>(h, dh));
+          lanes.store(a.dh + e + j, V(A(0)));
+          return;
+        }
+        const V keep = keep_weight(lanes, a.zoneout_h, e + j);
+        const V h_prev = lanes.load(a.h_prev + e + j);
+        const V zeroed = stored_as<T>(lanes, cells::zoneout(keep, h_prev, V(A(0))));
+        lanes.store(a.dgates + e + j, cells::rnn_backward_under_zoneout<Relu>(
+                                          a.zoneout_h.mask != nullptr, keep, h_prev, h, zeroed,
+                                          dh));
+        lanes.store(a.dh + e + j, keep * dh);
       });
     });
   }

@@ -113,14 +113,15 @@ struct CudaDevice {
 
   template <class T>
   void mask_projected_state(const StepInfo& s, int64_t P, const T* h_prev, T* h_next,
-                            T* out) const {
-    cuda::mask_projected_state(s, P, h_prev, h_next, out, stream);
+                            T* out, const Zoneout<T>& zoneout_h) const {
+    cuda::mask_projected_state(s, P, h_prev, h_next, out, zoneout_h, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 
   template <class T, class A>
-  void split_projection_grad(const StepInfo& s, int64_t P, A* dh, T* dproj) const {
-    cuda::split_projection_grad(s, P, dh, dproj, stream);
+  void split_projection_grad(const StepInfo& s, int64_t P, A* dh, T* dproj,
+                             const Zoneout<T>& zoneout_h) const {
+    cuda::split_projection_grad(s, P, dh, dproj, zoneout_h, stream);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };

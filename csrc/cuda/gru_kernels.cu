@@ -43,8 +43,10 @@ __global__ void gru_forward_kernel(GruForwardStep<T, A> a) {
   A a_r, a_z;
   reset_update_preacts(a, g, x, j, a_r, a_z);
   const A hh_n = g[2 * H + j] + load_or_zero<T, A>(a.bias, 2 * H + j);
+  const A h_prev = A(load(a.h_prev, e));
   A r, z, n, h;
-  cells::gru_forward(a_r, a_z, A(load(x, 2 * H + j)), hh_n, A(load(a.h_prev, e)), r, z, n, h);
+  cells::gru_forward(a_r, a_z, A(load(x, 2 * H + j)), hh_n, h_prev, r, z, n, h);
+  if (a.zoneout_h.on()) h = cells::zoneout(keep_weight<A>(a.zoneout_h, e), h_prev, h);
   g[j] = r;
   g[H + j] = z;
   g[2 * H + j] = n;
@@ -81,8 +83,10 @@ __global__ void gru_cho_candidate_kernel(GruForwardStep<T, A> a) {
   A* g = a.gates + b * G;
   const A a_n = g[2 * H + j] + A(load(a.x + b * G, 2 * H + j)) +
                 load_or_zero<T, A>(a.bias, 2 * H + j);
+  const A h_prev = A(load(a.h_prev, e));
   A n, h;
-  cells::gru_cho_candidate(a_n, g[H + j], A(load(a.h_prev, e)), n, h);
+  cells::gru_cho_candidate(a_n, g[H + j], h_prev, n, h);
+  if (a.zoneout_h.on()) h = cells::zoneout(keep_weight<A>(a.zoneout_h, e), h_prev, h);
   g[2 * H + j] = n;
   a.h_next[e] = from_acc<T>(h);
   a.out[e] = from_acc<T>(h);
@@ -107,9 +111,12 @@ __global__ void gru_backward_kernel(GruBackwardStep<T, A> a) {
   const int64_t e = b * H + j;
   if (finished_backward(a, b, j)) return;
   const A* g = a.gates + b * G;
+  // zoneout: (1 - keep) of dh reaches the cell, keep goes straight to h_prev
+  const A keep = a.zoneout_h.on() ? keep_weight<A>(a.zoneout_h, e) : A(0), dh = a.dh[e];
   A da_r, da_z, dx_n, dhh_n, dh_direct;
   cells::gru_backward(g[j], g[H + j], g[2 * H + j], A(load(a.extra, e)), A(load(a.h_prev, e)),
-                      a.dh[e], da_r, da_z, dx_n, dhh_n, dh_direct);
+                      (A(1) - keep) * dh, da_r, da_z, dx_n, dhh_n, dh_direct);
+  if (a.zoneout_h.on()) dh_direct += keep * dh;
   T* dg = a.dgates + b * G;
   dg[j] = from_acc<T>(da_r);
   dg[H + j] = from_acc<T>(da_z);
@@ -126,9 +133,11 @@ __global__ void gru_cho_candidate_backward_kernel(GruBackwardStep<T, A> a) {
   const int64_t e = b * H + j;
   if (finished_backward(a, b, j)) return;
   const A* g = a.gates + b * G;
+  const A keep = a.zoneout_h.on() ? keep_weight<A>(a.zoneout_h, e) : A(0), dh = a.dh[e];
   A da_n, dz, dh_direct;
-  cells::gru_cho_candidate_backward(g[H + j], g[2 * H + j], A(load(a.h_prev, e)), a.dh[e],
-                                    da_n, dz, dh_direct);
+  cells::gru_cho_candidate_backward(g[H + j], g[2 * H + j], A(load(a.h_prev, e)),
+                                    (A(1) - keep) * dh, da_n, dz, dh_direct);
+  if (a.zoneout_h.on()) dh_direct += keep * dh;
   a.dgates[b * G + 2 * H + j] = from_acc<T>(da_n);
   a.dz[e] = dz;
   a.dh[e] = dh_direct;

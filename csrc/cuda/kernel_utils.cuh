@@ -49,6 +49,12 @@ __device__ __forceinline__ A load_or_zero(const T* p, int64_t i) {
   return p == nullptr ? A(0) : A(to_acc(p[i]));
 }
 
+// Zoneout's keep weight at element e (steps.h): the mask's value, or p for every unit.
+template <class A, class T>
+__device__ __forceinline__ A keep_weight(const Zoneout<T>& z, int64_t e) {
+  return z.mask != nullptr ? A(load(z.mask, e)) : A(z.p);
+}
+
 constexpr int kThreads = 256;
 
 inline unsigned blocks_for(int64_t n) {

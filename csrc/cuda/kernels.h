@@ -17,17 +17,20 @@ inline namespace FASTRNN_CUDA_TARGET {
 template <class T, class A>
 void lstm_forward_step(const LstmForwardStep<T, A>& a, cudaStream_t stream);
 
-// After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0. [B, P]
+// After the projection GEMM: finished rows keep h_prev; out = active ? h_next : 0, h_next
+// zoned out first where zoneout is on. [B, P]
 template <class T>
 void mask_projected_state(StepInfo step, int64_t P, const T* h_prev, T* h_next, T* out,
-                          cudaStream_t stream);
+                          Zoneout<T> zoneout_h, cudaStream_t stream);
 
 template <class T, class A>
 void lstm_backward_step(const LstmBackwardStep<T, A>& a, cudaStream_t stream);
 
-// With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh. [B, P]
+// With a projection: dproj = active ? dh : 0, then dh = active ? 0 : dh; with zoneout of
+// h, dproj = (1 - keep) dh and dh = keep dh on active rows. [B, P]
 template <class T, class A>
-void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream_t stream);
+void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, Zoneout<T> zoneout_h,
+                           cudaStream_t stream);
 
 template <class T, class A>
 void gru_forward_step(const GruForwardStep<T, A>& a, cudaStream_t stream);       // reset after

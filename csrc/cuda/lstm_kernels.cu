@@ -31,6 +31,10 @@ __global__ void lstm_forward_kernel(LstmForwardStep<T, A> a) {
   };
   A i, f, gg, o, c, h;
   cells::lstm_forward(pre(0), pre(1), pre(2), pre(3), a.c_prev[e], i, f, gg, o, c, h);
+  if (a.zoneout_c.on()) c = cells::zoneout(keep_weight<A>(a.zoneout_c, e), a.c_prev[e], c);
+  if (a.zoneout_h.on()) {
+    h = cells::zoneout(keep_weight<A>(a.zoneout_h, e), A(load(a.h_prev, e)), h);
+  }
   g[j] = i;
   g[H + j] = f;
   g[2 * H + j] = gg;
@@ -46,11 +50,16 @@ __global__ void lstm_forward_kernel(LstmForwardStep<T, A> a) {
 
 template <class T>
 __global__ void mask_projected_kernel(StepInfo step, int64_t P, const T* h_prev, T* h_next,
-                                      T* out) {
+                                      T* out, Zoneout<T> zoneout_h) {
   int64_t b, j;
   if (!element(step.B, P, b, j)) return;
   const int64_t e = b * P + j;
   if (LengthMask{step.lengths}.active(b, step.t)) {
+    if (zoneout_h.on()) {
+      using A = acc_of<T>;
+      h_next[e] = from_acc<T>(
+          cells::zoneout(keep_weight<A>(zoneout_h, e), A(load(h_prev, e)), A(load(h_next, e))));
+    }
     out[e] = h_next[e];
   } else {
     h_next[e] = h_prev[e];
@@ -70,25 +79,41 @@ __global__ void lstm_backward_kernel(LstmBackwardStep<T, A> a) {
     return;
   }
   const A* g = a.gates + b * G;
+  const A i = g[j], f = g[H + j], gg = g[2 * H + j], o = g[3 * H + j];
+  // zoneout: the cell's own new state, and the shares of the gradients that reach it
+  A c = a.c_next[e], dh = a.dh_cell[e], dc = a.dc[e], keep_c = A(0), keep_h = A(0);
+  if (a.zoneout_c.on()) {
+    keep_c = keep_weight<A>(a.zoneout_c, e);
+    c = f * a.c_prev[e] + i * gg;  // as lstm_forward computed it
+    dc = (A(1) - keep_c) * dc;
+  }
+  if (a.zoneout_h.on()) {
+    keep_h = keep_weight<A>(a.zoneout_h, e);
+    dh = (A(1) - keep_h) * dh;
+  }
   A da_i, da_f, da_g, da_o, dc_prev;
-  cells::lstm_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], a.c_prev[e], a.c_next[e],
-                       a.dh_cell[e], a.dc[e], da_i, da_f, da_g, da_o, dc_prev);
+  cells::lstm_backward(i, f, gg, o, a.c_prev[e], c, dh, dc, da_i, da_f, da_g, da_o, dc_prev);
   dg[j] = from_acc<T>(da_i);
   dg[H + j] = from_acc<T>(da_f);
   dg[2 * H + j] = from_acc<T>(da_g);
   dg[3 * H + j] = from_acc<T>(da_o);
+  if (a.zoneout_c.on()) dc_prev += keep_c * a.dc[e];
   a.dc[e] = dc_prev;
-  if (a.zero_dh) a.dh[e] = A(0);
+  // without a projection dh is this step's own: zeroed for the GEMM to add to, but for the
+  // share zoneout passes straight to h_prev
+  if (a.zero_dh) a.dh[e] = a.zoneout_h.on() ? keep_h * a.dh[e] : A(0);
 }
 
 template <class T, class A>
-__global__ void split_projection_grad_kernel(StepInfo step, int64_t P, A* dh, T* dproj) {
+__global__ void split_projection_grad_kernel(StepInfo step, int64_t P, A* dh, T* dproj,
+                                             Zoneout<T> zoneout_h) {
   int64_t b, j;
   if (!element(step.B, P, b, j)) return;
   const int64_t e = b * P + j;
   if (LengthMask{step.lengths}.active(b, step.t)) {
-    dproj[e] = from_acc<T>(dh[e]);
-    dh[e] = A(0);
+    const A keep = zoneout_h.on() ? keep_weight<A>(zoneout_h, e) : A(0);
+    dproj[e] = from_acc<T>(zoneout_h.on() ? (A(1) - keep) * dh[e] : dh[e]);
+    dh[e] = zoneout_h.on() ? keep * dh[e] : A(0);
   } else {
     dproj[e] = zero<T>();
   }
@@ -103,9 +128,9 @@ void lstm_forward_step(const LstmForwardStep<T, A>& a, cudaStream_t stream) {
 
 template <class T>
 void mask_projected_state(StepInfo step, int64_t P, const T* h_prev, T* h_next, T* out,
-                          cudaStream_t stream) {
+                          Zoneout<T> zoneout_h, cudaStream_t stream) {
   launch_per_element(mask_projected_kernel<T>, step.B * P, stream, step, P, h_prev, h_next,
-                     out);
+                     out, zoneout_h);
 }
 
 template <class T, class A>
@@ -114,16 +139,19 @@ void lstm_backward_step(const LstmBackwardStep<T, A>& a, cudaStream_t stream) {
 }
 
 template <class T, class A>
-void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, cudaStream_t stream) {
+void split_projection_grad(StepInfo step, int64_t P, A* dh, T* dproj, Zoneout<T> zoneout_h,
+                           cudaStream_t stream) {
   launch_per_element(split_projection_grad_kernel<T, A>, step.B * P, stream, step, P, dh,
-                     dproj);
+                     dproj, zoneout_h);
 }
 
 #define FASTRNN_INSTANTIATE_LSTM(T, A)                                                    \
   template void lstm_forward_step<T, A>(const LstmForwardStep<T, A>&, cudaStream_t);     \
-  template void mask_projected_state<T>(StepInfo, int64_t, const T*, T*, T*, cudaStream_t); \
+  template void mask_projected_state<T>(StepInfo, int64_t, const T*, T*, T*, Zoneout<T>,   \
+                                        cudaStream_t);                                      \
   template void lstm_backward_step<T, A>(const LstmBackwardStep<T, A>&, cudaStream_t);   \
-  template void split_projection_grad<T, A>(StepInfo, int64_t, A*, T*, cudaStream_t);
+  template void split_projection_grad<T, A>(StepInfo, int64_t, A*, T*, Zoneout<T>,         \
+                                            cudaStream_t);
 FASTRNN_FOR_EACH_TYPE_PAIR(FASTRNN_INSTANTIATE_LSTM)
 
 }  // namespace FASTRNN_CUDA_TARGET

@@ -20,7 +20,11 @@ __global__ void rnn_forward_kernel(RnnForwardStep<T, A> a) {
     return;
   }
   const A pre = a.recurrent[e] + A(load(a.x, e)) + load_or_zero<T, A>(a.bias, j);
-  const T h = from_acc<T>(cells::rnn_forward<Relu>(pre));
+  A state = cells::rnn_forward<Relu>(pre);
+  if (a.zoneout_h.on()) {
+    state = cells::zoneout(keep_weight<A>(a.zoneout_h, e), A(load(a.h_prev, e)), state);
+  }
+  const T h = from_acc<T>(state);
   a.h_next[e] = h;
   a.out[e] = h;
 }
@@ -35,8 +39,16 @@ __global__ void rnn_backward_kernel(RnnBackwardStep<T, A> a) {
     a.dgates[e] = zero<T>();
     return;
   }
-  a.dgates[e] = from_acc<T>(cells::rnn_backward<Relu>(A(load(a.h_new, e)), a.dh[e]));
-  a.dh[e] = A(0);
+  if (!a.zoneout_h.on()) {
+    a.dgates[e] = from_acc<T>(cells::rnn_backward<Relu>(A(load(a.h_new, e)), a.dh[e]));
+    a.dh[e] = A(0);
+    return;
+  }
+  const A keep = keep_weight<A>(a.zoneout_h, e), dh = a.dh[e], h_prev = A(load(a.h_prev, e));
+  const A zeroed = to_acc(from_acc<T>(cells::zoneout(keep, h_prev, A(0))));  // as stored
+  a.dgates[e] = from_acc<T>(cells::rnn_backward_under_zoneout<Relu>(
+      a.zoneout_h.mask != nullptr, keep, h_prev, A(load(a.h_new, e)), zeroed, dh));
+  a.dh[e] = keep * dh;
 }
 
 template <class T, class A>

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "cells/common.h"
+#include "steps.h"
 
 namespace fastrnn {
 
@@ -58,6 +59,13 @@ struct StateHistory {
   FASTRNN_HD scalar_t* initial() const { return base + stride * initial_slot(); }
   FASTRNN_HD scalar_t* final() const { return base + stride * final_slot(); }
 };
+
+// The zoneout of one state at step t (steps.h): its mask's step [B, width], or p alone.
+template <class T>
+Zoneout<T> zoneout_at(const void* masks, double p, int64_t t, int64_t B, int64_t width) {
+  const T* mask = static_cast<const T*>(masks);
+  return {mask == nullptr ? nullptr : mask + t * B * width, p};
+}
 
 // A sequence b takes part in time step t while t < lengths[b]; after its end it keeps its
 // state and writes zeros, so forward and reverse both see exactly its own steps.

@@ -27,7 +27,8 @@ void gru_forward_sequence(Device& dev, const GruForwardArgs& a) {
                                     static_cast<const T*>(a.input_gates) + t * B * G,
                                     static_cast<const T*>(a.b_hh), h_prev, hs.next(step, t),
                                     static_cast<T*>(a.output) + t * B * H, extra,
-                                    s.keep_all};
+                                    s.keep_all,
+                                    zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, H)};
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     if (a.reset_after) {
       dev.gemm(false, true, rows, G, H, h_prev, H, w_hh, H, 0.0, gates, G, true);
@@ -62,7 +63,8 @@ void gru_backward_sequence(Device& dev, const GruBackwardArgs& a) {
     const GruBackwardStep<T, A> args{info, static_cast<const A*>(a.gates) + t * B * G,
                                      static_cast<const T*>(a.extra) + t * B * H,
                                      hs.prev(step, t), dh, grad_gates, grad_hh_n,
-                                     static_cast<A*>(a.dz), static_cast<const A*>(a.d_reset_h)};
+                                     static_cast<A*>(a.dz), static_cast<const A*>(a.d_reset_h),
+                                     zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, H)};
     if (a.reset_after) {
       // dh_prev += (dr, dz) W_hr,hz + dhh_n W_hn: the r and z parts of the recurrent
       // pre-activations' gradient are the input gates', so only its n-part is kept apart

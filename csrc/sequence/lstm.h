@@ -27,15 +27,18 @@ void lstm_forward_sequence(Device& dev, const LstmForwardArgs& a) {
                           : nullptr;
     T* out = static_cast<T*>(a.output) + t * B * P;
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
+    const Zoneout<T> zoneout_h = zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, P);
     dev.gemm(false, true, rows, G, P, hs.prev(step, t), P, w_hh, P, 0.0, gates, G, true);
     dev.lstm_forward_step(LstmForwardStep<T, A>{
         info, gates, static_cast<const T*>(a.input_gates) + t * B * G,
         static_cast<const T*>(a.b_hh), cs.prev(step, t), cs.next(step, t), hs.prev(step, t),
-        hs.next(step, t), out, proj_in, s.keep_all});
+        hs.next(step, t), out, proj_in, s.keep_all,
+        zoneout_at<T>(a.zoneout_c, a.zoneout_p, t, B, H),
+        has_proj ? Zoneout<T>{} : zoneout_h});
     if (has_proj) {  // h = proj_in W_hr^T, then finished rows keep h_prev and write zeros
       dev.gemm(false, true, rows, P, H, proj_in, H, static_cast<const T*>(a.w_hr), H, 0.0,
                hs.next(step, t), P, false);
-      dev.mask_projected_state(info, P, hs.prev(step, t), hs.next(step, t), out);
+      dev.mask_projected_state(info, P, hs.prev(step, t), hs.next(step, t), out, zoneout_h);
     }
   }
 }
@@ -58,9 +61,10 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
     // dh_cell: the gradient reaching o * tanh(c). Without a projection it is dh itself,
     // which each active row then hands over to the recurrent GEMM (dh := 0 first).
     const A* dh_cell = dh;
+    const Zoneout<T> zoneout_h = zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, P);
     if (has_proj) {
       T* dproj = static_cast<T*>(a.grad_proj_out) + t * B * P;
-      dev.split_projection_grad(info, P, dh, dproj);
+      dev.split_projection_grad(info, P, dh, dproj, zoneout_h);
       dev.gemm(false, false, rows, H, P, static_cast<const T*>(dproj), P,
                static_cast<const T*>(a.w_hr), H, 0.0, a.grad_proj_in, H, true);
       dh_cell = static_cast<const A*>(a.grad_proj_in);
@@ -68,7 +72,8 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * G;
     dev.lstm_backward_step(LstmBackwardStep<T, A>{
         info, static_cast<const A*>(a.gates) + t * B * G, cs.prev(step, t), cs.next(step, t),
-        dh_cell, static_cast<A*>(a.dc), dh, grad_gates, !has_proj});
+        dh_cell, static_cast<A*>(a.dc), dh, grad_gates, !has_proj,
+        zoneout_at<T>(a.zoneout_c, a.zoneout_p, t, B, H), has_proj ? Zoneout<T>{} : zoneout_h});
     // dh_prev = (pass-through of finished sequences) + grad_gates_t W_hh
     dev.gemm(false, false, rows, P, G, static_cast<const T*>(grad_gates), G,
              static_cast<const T*>(a.w_hh), P, 1.0, dh, P, true);

@@ -23,7 +23,8 @@ void rnn_forward_sequence(Device& dev, const RnnForwardArgs& a) {
     dev.rnn_forward_step(RnnForwardStep<T, A>{
         {s.lengths, t, B, H}, recurrent, static_cast<const T*>(a.input_gates) + t * B * H,
         static_cast<const T*>(a.b_hh), hs.prev(step, t), hs.next(step, t),
-        static_cast<T*>(a.output) + t * B * H, a.relu});
+        static_cast<T*>(a.output) + t * B * H, a.relu,
+        zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, H)});
   }
 }
 
@@ -41,7 +42,9 @@ void rnn_backward_sequence(Device& dev, const RnnBackwardArgs& a) {
       dev.add_output_grad(info, H, grad_output_t, dh);
     }
     T* grad_gates = static_cast<T*>(a.grad_gates) + t * B * H;
-    dev.rnn_backward_step(RnnBackwardStep<T, A>{info, hs.next(step, t), dh, grad_gates, a.relu});
+    dev.rnn_backward_step(RnnBackwardStep<T, A>{
+        info, hs.next(step, t), dh, grad_gates, a.relu,
+        zoneout_at<T>(a.zoneout_h, a.zoneout_p, t, B, H), hs.prev(step, t)});
     const int64_t rows = s.rows_running(t);  // finished rows: no GEMM (see SequenceArgs)
     dev.gemm(false, false, rows, H, H, static_cast<const T*>(grad_gates), H,
              static_cast<const T*>(a.w_hh), H, 1.0, dh, H, true);

@@ -51,30 +51,48 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return h, h
 
 
-def run_direction(cell, x, state, lengths, reverse):
+def zoneout(keep, previous, new):
+    """Zoneout (Krueger et al. 2016): each unit keeps its previous state with weight keep
+    (a 0/1 mask in training, the keep probability in evaluation)."""
+    return keep * previous + (1 - keep) * new
+
+
+def run_direction(cell, x, state, lengths, reverse, keep=None):
     """x: [T, B, I]. A sequence b runs over its own steps t < lengths[b]; after its end its
-    state is kept and its output is zero (packed-sequence semantics)."""
+    state is kept and its output is zero (packed-sequence semantics). keep: zoneout's keep
+    weights of each state, (h's, c's) for an LSTM, each [T, B, width] or a number; the
+    output is then the zoned-out h."""
     T, B = x.shape[:2]
     lengths = torch.full((B,), T) if lengths is None else lengths.cpu()
     outputs = [None] * T
     for t in (reversed(range(T)) if reverse else range(T)):
         out, new_state = cell(x[t], state)
+        if keep is not None:
+            weights = [k[t] if isinstance(k, torch.Tensor) else k for k in keep]
+            if isinstance(state, tuple):
+                new_state = tuple(zoneout(k, o, n) for k, o, n in zip(weights, state, new_state))
+                out = new_state[0]
+            else:
+                new_state = out = zoneout(weights[0], state, new_state)
         active = (t < lengths).to(x.dtype)[:, None]
         outputs[t] = out * active
-        keep = lambda new, old: active * new + (1 - active) * old  # noqa: E731
+        carry = lambda new, old: active * new + (1 - active) * old  # noqa: E731
         if isinstance(state, tuple):
-            state = tuple(keep(n, o) for n, o in zip(new_state, state))
+            state = tuple(carry(n, o) for n, o in zip(new_state, state))
         else:
-            state = keep(new_state, state)
+            state = carry(new_state, state)
     return torch.stack(outputs) if T else x.new_zeros((0, B, 0)), state
 
 
-def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=None):
+def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=None,
+                  zoneout_keep=None):
     """Runs `module`'s parameters (a torch.nn or fastrnn layer) through the reference.
 
     x: [T, B, I] time-major (batch_first is ignored); hx as torch.nn takes it; lengths [B];
     weights: {parameter name: tensor} to use in place of some of the module's (for
-    example its recurrent weights with DropConnect's mask applied).
+    example its recurrent weights with DropConnect's mask applied); zoneout_keep: a keep
+    probability for every state (evaluation), or per layer and direction (layer-major) the
+    masks (h's, c's or None), [T, B, width] each (training).
     Returns (output [T, B, D*P], h_n, c_n or None). Dropout is not applied.
     """
     mode = module.mode
@@ -102,18 +120,25 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
             w_ih, w_hh = params["weight_ih" + sfx], params["weight_hh" + sfx]
             b_ih, b_hh = params.get("bias_ih" + sfx), params.get("bias_hh" + sfx)
             k = layer * D + d
+            if zoneout_keep is None:
+                keep = None
+            elif isinstance(zoneout_keep, (int, float)):
+                keep = (zoneout_keep, zoneout_keep)
+            else:
+                keep = zoneout_keep[k]
             if mode == "LSTM":
                 w_hr = params.get("weight_hr" + sfx)
                 cell = lambda xt, s: lstm_cell(xt, s, w_ih, w_hh, b_ih, b_hh, w_hr)  # noqa
-                out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1)
+                out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1,
+                                            keep)
                 c_n.append(c)
             elif mode == "GRU":
                 cell = lambda xt, s: gru_cell(xt, s, w_ih, w_hh, b_ih, b_hh, reset_after)  # noqa
-                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1)
+                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1, keep)
             else:
                 nl = "tanh" if mode == "RNN_TANH" else "relu"
                 cell = lambda xt, s: rnn_cell(xt, s, w_ih, w_hh, b_ih, b_hh, nl)  # noqa
-                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1)
+                out, h = run_direction(cell, layer_input, h0[k], lengths, d == 1, keep)
             outs.append(out)
             h_n.append(h)
         layer_input = torch.cat(outs, dim=2)

@@ -1,7 +1,7 @@
 // The CUDA back-end under its emulation (csrc/cuda_emu/), built with AddressSanitizer and
 // UndefinedBehaviorSanitizer (ctest): every operator's sequence walk, forward and backward,
 // for every cell (LSTM with and without projection, both GRUs, Elman tanh and relu), the
-// four dtypes, both directions, with and without lengths, each buffer allocated at exactly
+// four dtypes, both directions, with and without lengths and zoneout, each buffer allocated at exactly
 // its size (an access past it is reported with its line) and filled with NaN beforehand
 // (a read of memory nothing wrote reaches an output as NaN). Each walk also runs with the
 // threads of every launch in forward, reverse and shuffled order, compared bit for bit (a
@@ -148,7 +148,10 @@ struct Config {
   bool reverse;
   bool with_lengths;
   int grad_output_kind;  // 0: none, 1: every step its own, 2: one broadcast along time
+  int zoneout_kind;      // 0: none, 1: masks (training), 2: the keep probability alone
 };
+
+constexpr double kZoneout = 0.3;
 
 // Sizes that leave partial blocks (B*H = 3*100: two blocks of 256) and a projection
 // narrower than the cell.
@@ -158,8 +161,20 @@ constexpr int64_t kT = 5, kB = 3, kH = 100, kProj = 37;
 // the same values).
 struct Inputs {
   Buffer input_gates, w_hh, b_hh, w_hr, h0, c0, grad_output, grad_h_n, grad_c_n;
+  Buffer zoneout_h, zoneout_c;  // 0/1 masks [T, B, P] and [T, B, H] (zoneout_kind 1)
   std::vector<int64_t> lengths;
 };
+
+// Zoneout's arguments for the entry points (params.h): the masks, or p, or nothing.
+struct ZoneoutArgs {
+  const void* h = nullptr;
+  const void* c = nullptr;
+  double p = 0;
+};
+ZoneoutArgs zoneout_args(const Config& c, const Inputs& in) {
+  if (c.zoneout_kind == 1) return {in.zoneout_h.data(), in.zoneout_c.data(), 0};
+  return {nullptr, nullptr, c.zoneout_kind == 2 ? kZoneout : 0};
+}
 
 Inputs draw_inputs(const Config& c, std::mt19937_64& rng) {
   const int64_t G = gates_of(c.cell) * kH;
@@ -168,7 +183,7 @@ Inputs draw_inputs(const Config& c, std::mt19937_64& rng) {
   const at::ScalarType t = c.dtype, acc = acc_of(t);
   Inputs in{Buffer(t, kT * kB * G), Buffer(t, G * P), Buffer(t, G), Buffer(t, proj ? P * kH : 0),
             Buffer(t, kB * P), Buffer(acc, kB * kH), Buffer(t, kT * kB * P), Buffer(acc, kB * P),
-            Buffer(acc, kB * kH), {}};
+            Buffer(acc, kB * kH), Buffer(t, kT * kB * P), Buffer(t, kT * kB * kH), {}};
   in.input_gates.fill_random(rng, 1.0);
   in.w_hh.fill_random(rng, 1.0 / std::sqrt(double(P)));
   in.b_hh.fill_random(rng, 0.5);
@@ -179,6 +194,10 @@ Inputs draw_inputs(const Config& c, std::mt19937_64& rng) {
   in.grad_h_n.fill_random(rng, 1.0);
   in.grad_c_n.fill_random(rng, 1.0);
   if (c.with_lengths) in.lengths = {kT, 0, 3};  // unsorted, one empty, one full
+  std::bernoulli_distribution keep(kZoneout);
+  for (Buffer* mask : {&in.zoneout_h, &in.zoneout_c}) {
+    for (int64_t i = 0; i < mask->size(); ++i) mask->set(i, keep(rng) ? 1.0 : 0.0);
+  }
   return in;
 }
 
@@ -186,7 +205,7 @@ Inputs converted(const Inputs& in, at::ScalarType t) {
   const at::ScalarType acc = acc_of(t);
   return {in.input_gates.as(t), in.w_hh.as(t), in.b_hh.as(t), in.w_hr.as(t), in.h0.as(t),
           in.c0.as(acc), in.grad_output.as(t), in.grad_h_n.as(acc), in.grad_c_n.as(acc),
-          in.lengths};
+          in.zoneout_h.as(t), in.zoneout_c.as(t), in.lengths};
 }
 
 // What one configuration's forward (inference and training) and backward wrote.
@@ -233,16 +252,18 @@ Forward forward(const Config& c, const Inputs& in, bool keep_all) {
   for (int64_t i = 0; i < kB * kH; ++i) f.cs.set(first * kB * kH + i, in.c0.get(i));
   const fastrnn::SequenceArgs s = sequence(c, in, keep_all);
   const void* b_hh = in.b_hh.data();
+  const ZoneoutArgs z = zoneout_args(c, in);
   if (gates_of(c.cell) == 4) {
     emu::lstm_forward({s, in.input_gates.data(), in.w_hh.data(), b_hh,
                        proj ? in.w_hr.data() : nullptr, f.hs.data(), f.cs.data(),
-                       f.gates.data(), proj ? f.proj_in.data() : nullptr, f.output.data()});
+                       f.gates.data(), proj ? f.proj_in.data() : nullptr, f.output.data(), z.h,
+                       z.c, z.p});
   } else if (gates_of(c.cell) == 3) {
     emu::gru_forward({s, c.cell == Cell::GruAfter, in.input_gates.data(), in.w_hh.data(), b_hh,
-                      f.hs.data(), f.gates.data(), f.extra.data(), f.output.data()});
+                      f.hs.data(), f.gates.data(), f.extra.data(), f.output.data(), z.h, z.p});
   } else {
     emu::rnn_forward({s, c.cell == Cell::RnnRelu, in.input_gates.data(), in.w_hh.data(), b_hh,
-                      f.hs.data(), f.recurrent.data(), f.output.data()});
+                      f.hs.data(), f.recurrent.data(), f.output.data(), z.h, z.p});
   }
   return f;
 }
@@ -282,20 +303,21 @@ Results run(const Config& c, const Inputs& in) {
   Buffer dh = in.grad_h_n.as(acc), dc = in.grad_c_n.as(acc);
   Buffer grad_gates(t, kT * kB * G), grad_hh_n(t, kT * kB * kH), grad_proj_out(t, kT * kB * P);
   Buffer grad_proj_in(acc, kB * kH), dz(acc, kB * kH), d_reset_h(acc, kB * kH);  // scratch
+  const ZoneoutArgs z = zoneout_args(c, in);
   if (lstm) {
     emu::lstm_backward({s, grad_output, grad_output_step, in.w_hh.data(), w_hr, cs.data(),
                         gates.data(), dh.data(), dc.data(), grad_gates.data(),
                         proj ? grad_proj_out.data() : nullptr,
-                        proj ? grad_proj_in.data() : nullptr});
+                        proj ? grad_proj_in.data() : nullptr, z.h, z.c, z.p});
   } else if (gru) {
     const bool after = c.cell == Cell::GruAfter;
     emu::gru_backward({s, after, grad_output, grad_output_step, in.w_hh.data(), hs.data(),
                        gates.data(), extra.data(), dh.data(), grad_gates.data(),
                        after ? grad_hh_n.data() : nullptr, after ? nullptr : dz.data(),
-                       after ? nullptr : d_reset_h.data()});
+                       after ? nullptr : d_reset_h.data(), z.h, z.p});
   } else {
     emu::rnn_backward({s, c.cell == Cell::RnnRelu, grad_output, grad_output_step,
-                       in.w_hh.data(), hs.data(), dh.data(), grad_gates.data()});
+                       in.w_hh.data(), hs.data(), dh.data(), grad_gates.data(), z.h, z.p});
   }
   expect_written(grad_gates, "gradient of the gates");
   expect_written(dh, "gradient of h0");
@@ -320,9 +342,10 @@ Results run(const Config& c, const Inputs& in) {
 std::string describe(const Config& c) {
   static const char* grads[] = {"no output gradient", "output gradients",
                                 "a broadcast output gradient"};
+  static const char* zoneouts[] = {"", ", zoneout masks", ", zoneout's expected value"};
   return std::string(cell_name(c.cell)) + " " + c10::toString(c.dtype) +
          (c.reverse ? " reversed" : "") + (c.with_lengths ? " with lengths" : "") + ", " +
-         grads[c.grad_output_kind];
+         grads[c.grad_output_kind] + zoneouts[c.zoneout_kind];
 }
 
 // One configuration: its walks in the three thread orders, bit for bit, and against float64.
@@ -362,7 +385,8 @@ void test_walks() {
     for (at::ScalarType dtype : dtypes) {
       for (bool reverse : {false, true}) {
         for (bool with_lengths : {false, true}) {
-          const Config c{cell, dtype, reverse, with_lengths, variant++ % 3};
+          const Config c{cell, dtype, reverse, with_lengths, variant % 3, (variant / 3) % 3};
+          ++variant;
           const int failed_before = failures;
           const Inputs in = draw_inputs(c, rng);
           try {

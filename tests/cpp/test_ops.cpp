@@ -53,9 +53,10 @@ void test_lstm() {
                         const at::Tensor&, const at::Tensor&, const at::Tensor&,
                         const at::Tensor&, const std::optional<at::Tensor>&,
                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                        bool, bool)>()
+                        bool, bool, const std::optional<at::Tensor>&,
+                        const std::optional<at::Tensor>&, double)>()
                     .call(gates, h0, c0, w_hh.detach(), b_hh.detach(), std::nullopt,
-                          std::nullopt, false, true);
+                          std::nullopt, false, true, std::nullopt, std::nullopt, 0.0);
   expect_close("lstm_forward output", std::get<0>(result), want.detach());
   expect_close("lstm_forward c_n", std::get<2>(result), c.detach());
 
@@ -66,10 +67,12 @@ void test_lstm() {
                        const std::optional<at::Tensor>&, const at::Tensor&,
                        const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
                        const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                       bool)>()
+                       bool, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
+                       double)>()
                    .call(grad_out, std::nullopt, std::nullopt, w_hh.detach(), std::nullopt,
                          std::get<3>(result), std::get<4>(result), std::get<5>(result),
-                         std::get<6>(result), std::nullopt, false);
+                         std::get<6>(result), std::nullopt, false, std::nullopt, std::nullopt,
+                         0.0);
   expect_close("lstm_backward grad_w_hh", std::get<3>(grads), want_grads[0]);
   expect_close("lstm_backward grad_b_hh", std::get<4>(grads), want_grads[1]);
 }
@@ -102,29 +105,31 @@ void test_single_state(const char* name, int64_t gates_per_unit, Cell cell,
     auto r = op("fastrnn::gru_forward")
                  .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
                      const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&,
-                     const Opt&, bool, bool, bool)>()
-                 .call(gates, h0, w_hh.detach(), b_hh.detach(), std::nullopt, true, true, true);
+                     const Opt&, bool, bool, bool, const Opt&, double)>()
+                 .call(gates, h0, w_hh.detach(), b_hh.detach(), std::nullopt, true, true, true,
+                       std::nullopt, 0.0);
     output = std::get<0>(r);
     auto g = op("fastrnn::gru_backward")
                  .typed<Grads(const Opt&, const Opt&, const at::Tensor&, const at::Tensor&,
-                              const at::Tensor&, const at::Tensor&, const Opt&, bool, bool)>()
+                              const at::Tensor&, const at::Tensor&, const Opt&, bool, bool,
+                              const Opt&, double)>()
                  .call(grad_out, std::nullopt, w_hh.detach(), std::get<2>(r), std::get<3>(r),
-                       std::get<4>(r), std::nullopt, true, true);
+                       std::get<4>(r), std::nullopt, true, true, std::nullopt, 0.0);
     grad_w_hh = std::get<2>(g);
     grad_b_hh = std::get<3>(g);
   } else {
     auto r = op("fastrnn::rnn_forward")
                  .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
                      const at::Tensor&, const at::Tensor&, const at::Tensor&, const Opt&,
-                     const Opt&, bool, c10::string_view, bool)>()
+                     const Opt&, bool, c10::string_view, bool, const Opt&, double)>()
                  .call(gates, h0, w_hh.detach(), b_hh.detach(), std::nullopt, true,
-                       nonlinearity, true);
+                       nonlinearity, true, std::nullopt, 0.0);
     output = std::get<0>(r);
     auto g = op("fastrnn::rnn_backward")
                  .typed<Grads(const Opt&, const Opt&, const at::Tensor&, const at::Tensor&,
-                              const Opt&, bool, c10::string_view)>()
+                              const Opt&, bool, c10::string_view, const Opt&, double)>()
                  .call(grad_out, std::nullopt, w_hh.detach(), std::get<2>(r), std::nullopt,
-                       true, nonlinearity);
+                       true, nonlinearity, std::nullopt, 0.0);
     grad_w_hh = std::get<2>(g);
     grad_b_hh = std::get<3>(g);
   }
