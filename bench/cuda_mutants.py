@@ -5,8 +5,8 @@ Copies the working tree (tracked and new files) to a scratch folder, builds it t
 (the Python extension without its GPU part, and the C++ sanitizer harness), checks that the
 unchanged copy passes, then for each planted bug: edits one line of the copy's csrc/cuda/,
 rebuilds what depends on it, runs the harness (tests/cpp/test_cuda_emulation.cpp) and the
-emulated tests (FASTRNN_EMULATE_CUDA=1, the operator, conformance, reference and
-low-precision files, stopping at the first failure), and restores the line. Writes a table
+emulated tests (FASTRNN_EMULATE_CUDA=1, the operator, conformance, reference,
+low-precision and regularisation files, stopping at the first failure), and restores the line. Writes a table
 of what caught each bug to bench/results/cuda-mutants.md.
 
     python bench/cuda_mutants.py [--only NAME ...] [--keep]
@@ -49,8 +49,8 @@ MUTANTS = [
     ("finished rows lose their cell state", "lstm_kernels.cu",
      "    a.c_next[e] = a.c_prev[e];", "    a.c_next[e] = A(0);"),
     ("the projection's length mask dropped", "lstm_kernels.cu",
-     "  if (LengthMask{step.lengths}.active(b, step.t)) {\n    out[e] = h_next[e];",
-     "  if (true) {\n    out[e] = h_next[e];"),
+     "  if (LengthMask{step.lengths}.active(b, step.t)) {\n    if (zoneout_h.on()) {",
+     "  if (true) {\n    if (zoneout_h.on()) {"),
     ("the output gradient's length mask dropped", "rnn_kernels.cu",
      "if (LengthMask{step.lengths}.active(b, step.t)) dh[b * width + j] +=",
      "if (true) dh[b * width + j] +="),
@@ -79,10 +79,20 @@ MUTANTS = [
     ("TF32 whatever torch's setting", "device.h",
      "} else if (std::is_same_v<T, float> && allow_tf32) {",
      "} else if (std::is_same_v<T, float>) {"),
+    ("zoneout's mask read as its complement", "kernel_utils.cuh",
+     "return z.mask != nullptr ? A(load(z.mask, e)) : A(z.p);",
+     "return z.mask != nullptr ? A(1) - A(load(z.mask, e)) : A(z.p);"),
+    ("zoneout's share of the gradient skipped", "gru_kernels.cu",
+     "da_r, da_z, dx_n, dhh_n, dh_direct);\n  if (a.zoneout_h.on()) dh_direct += keep * dh;",
+     "da_r, da_z, dx_n, dhh_n, dh_direct);"),
+    ("the cell sequence's finished rows", "lstm_kernels.cu",
+     "if (a.cells_out != nullptr) a.cells_out[e] = zero<T>();",
+     "if (a.cells_out != nullptr) a.cells_out[e] = from_acc<T>(a.c_prev[e]);"),
 ]
 
 TESTS = ["tests/test_emulated_cuda.py", "tests/test_ops.py", "tests/test_conformance.py",
-         "tests/test_reference.py", "tests/test_cpu_bfloat16.py", "tests/test_cuda_precision.py"]
+         "tests/test_reference.py", "tests/test_cpu_bfloat16.py", "tests/test_cuda_precision.py",
+         "tests/test_regularization.py"]
 
 
 def run(cmd, cwd, env=None, timeout=1800):
@@ -229,8 +239,9 @@ def main():
 def write_table(path, rows, commit):
     caught = sum(1 for r in rows if r[2] or r[3])
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    model = re.search(r"Model name:\s*(.+)", cpu)
-    machine = model.group(1).strip() if model else platform.machine()
+    field = lambda name: (re.search(rf"^{name}:\s*(.+)$", cpu, re.M) or [None, "?"])[1].strip()
+    machine = (f"{os.cpu_count()} cores of an {field('Model name')} (family "
+               f"{field('CPU family')}, model {field('Model')})" if cpu else platform.machine())
     with open(path, "w") as f:
         f.write(f"# Planted bugs in the CUDA back-end ({datetime.date.today()})\n\n"
                 f"`python bench/cuda_mutants.py` on {machine}"
@@ -238,9 +249,10 @@ def write_table(path, rows, commit):
                 "of a copy of `csrc/cuda/`; *harness* is the sanitizer harness\n"
                 "(`tests/cpp/test_cuda_emulation.cpp` under ASan and UBSan), *tests* the first\n"
                 "failing emulated test (`FASTRNN_EMULATE_CUDA=1 pytest -x` over the operator,\n"
-                "conformance, reference and low-precision files). The harness looks for\n"
-                "memory errors, unwritten outputs, dependence on the thread order and drift\n"
-                "from float64, not for wrong mathematics: that is the tests' part.\n\n"
+                "conformance, reference, low-precision and regularisation files). The\n"
+                "harness looks for memory errors, unwritten outputs, dependence on the\n"
+                "thread order and drift from float64, not for wrong mathematics: that is\n"
+                "the tests' part.\n\n"
                 "| planted bug | file | harness | tests |\n|---|---|---|---|\n")
         for name, filename, harness, tests in rows:
             cell = lambda s: (s or "passed (not caught here)").replace("|", "\\|")

@@ -108,20 +108,26 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
                                const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
                                const optional<Tensor>& lengths, bool reverse,
                                bool save_for_backward, const optional<Tensor>& zoneout_h,
-                               const optional<Tensor>& zoneout_c, double zoneout) {
+                               const optional<Tensor>& zoneout_c, double zoneout,
+                               bool return_cells) {
     ctx->saved_data["input_gates_edge"] = replay::edge_of(input_gates);
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    auto [output, h_n, c_n, hs, cs, gates, proj_in] = FASTRNN_OP(lstm_forward).call(
+    auto [output, h_n, c_n, hs, cs, gates, proj_in, cells] = FASTRNN_OP(lstm_forward).call(
         input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward, zoneout_h,
-        zoneout_c, zoneout);
-    ctx->mark_non_differentiable({hs, cs, gates, proj_in});
+        zoneout_c, zoneout, return_cells);
+    // one call: each call of mark_non_differentiable replaces the set of the one before
+    if (return_cells) {
+      ctx->mark_non_differentiable({hs, cs, gates, proj_in});
+    } else {
+      ctx->mark_non_differentiable({hs, cs, gates, proj_in, cells});
+    }
     ctx->set_materialize_grads(false);
     ctx->save_for_backward({w_hh, w_hr.value_or(Tensor()), hs, cs, gates, proj_in,
                             lengths.value_or(Tensor()), h0, c0, b_hh.value_or(Tensor()),
                             zoneout_h.value_or(Tensor()), zoneout_c.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["zoneout"] = zoneout;
-    return {output, h_n, c_n, hs, cs, gates, proj_in};
+    return {output, h_n, c_n, hs, cs, gates, proj_in, cells};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
@@ -135,31 +141,33 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     if (at::GradMode::is_enabled()) {
       const replay::Inputs in{ctx->saved_data["input_gates_edge"], s[7], s[8], w_hh, b_hh,
                               w_hr, lengths, reverse, {zoneout_h, zoneout_c, zoneout}};
-      result = replay::lstm(in, gates, {grads[0], grads[1], grads[2]});
+      result = replay::lstm(in, gates, {grads[0], grads[1], grads[2], grads[7]});
     } else {
       result = run_backward([&] {
         return FASTRNN_OP(lstm_backward).call(
             defined_or_none(grads[0]), defined_or_none(grads[1]), defined_or_none(grads[2]),
             w_hh, defined_or_none(w_hr), hs, s[3], gates, s[5], defined_or_none(lengths),
-            reverse, defined_or_none(zoneout_h), defined_or_none(zoneout_c), zoneout);
+            reverse, defined_or_none(zoneout_h), defined_or_none(zoneout_c), zoneout,
+            defined_or_none(grads[7]));
       });
     }
     return {result[0], result[1], result[2], result[3],
             b_hh.defined() ? result[4] : Tensor(),
             w_hr.defined() ? result[5] : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(),
-            Tensor(), Tensor()};
+            Tensor(), Tensor(), Tensor()};
   }
 };
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward_autograd(
-    const Tensor& input_gates, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
-    const optional<Tensor>& b_hh, const optional<Tensor>& w_hr, const optional<Tensor>& lengths,
-    bool reverse, bool save_for_backward, const optional<Tensor>& zoneout_h,
-    const optional<Tensor>& zoneout_c, double zoneout) {
-  const variable_list out = LstmFunction::apply(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths,
-                                                reverse, save_for_backward, zoneout_h,
-                                                zoneout_c, zoneout);
-  return {out[0], out[1], out[2], out[3], out[4], out[5], out[6]};
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>
+lstm_forward_autograd(const Tensor& input_gates, const Tensor& h0, const Tensor& c0,
+                      const Tensor& w_hh, const optional<Tensor>& b_hh,
+                      const optional<Tensor>& w_hr, const optional<Tensor>& lengths,
+                      bool reverse, bool save_for_backward, const optional<Tensor>& zoneout_h,
+                      const optional<Tensor>& zoneout_c, double zoneout, bool return_cells) {
+  const variable_list out =
+      LstmFunction::apply(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse,
+                          save_for_backward, zoneout_h, zoneout_c, zoneout, return_cells);
+  return {out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]};
 }
 
 // ---------------------------------------------------------------- GRU

@@ -19,17 +19,18 @@ namespace fastrnn {
 using at::Tensor;
 using c10::optional;
 
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
     const optional<Tensor>& b_hh, const optional<Tensor>& w_hr,
     const optional<Tensor>& lengths, bool reverse, bool save_for_backward,
-    const optional<Tensor>& zoneout_h, const optional<Tensor>& zoneout_c, double zoneout);
+    const optional<Tensor>& zoneout_h, const optional<Tensor>& zoneout_c, double zoneout,
+    bool return_cells);
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_output, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh, const optional<Tensor>& w_hr,
     const Tensor& hs, const Tensor& cs, const Tensor& gates, const Tensor& proj_in,
     const optional<Tensor>& lengths, bool reverse, const optional<Tensor>& zoneout_h,
-    const optional<Tensor>& zoneout_c, double zoneout);
+    const optional<Tensor>& zoneout_c, double zoneout, const optional<Tensor>& grad_cells);
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> gru_forward(
     const Tensor& input_gates, const Tensor& h0, const Tensor& w_hh,

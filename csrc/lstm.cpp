@@ -12,12 +12,14 @@
 namespace fastrnn {
 
 // Returns (output [T,B,P], h_n [B,P], c_n [B,H], and what backward needs when saving:
-// hs [T+1,B,P], cs [T+1,B,H], post-activation gates [T,B,4H], projection input [T,B,H]).
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+// hs [T+1,B,P], cs [T+1,B,H], post-activation gates [T,B,4H], projection input [T,B,H];
+// then with return_cells every step's cell state [T,B,H], else an empty tensor).
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& input_gates_in, const Tensor& h0, const Tensor& c0, const Tensor& w_hh_in,
     const optional<Tensor>& b_hh_in, const optional<Tensor>& w_hr_in,
     const optional<Tensor>& lengths_in, bool reverse, bool save_for_backward,
-    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout) {
+    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout,
+    bool return_cells) {
   const char* op = "fastrnn::lstm_forward";
   check_layer_args(op, kLstmGates, input_gates_in, h0, &c0, w_hh_in, b_hh_in, w_hr_in,
                    lengths_in);
@@ -41,6 +43,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   Tensor cs = new_buffer({slots, B, H}, acc_opts);
   Tensor gates = new_buffer({keep_all ? T : 1, B, G}, acc_opts);
   Tensor proj_in = has_proj ? new_buffer({keep_all ? T : 1, B, H}, opts) : new_buffer({0}, opts);
+  Tensor cells = return_cells ? new_buffer({T, B, H}, opts) : new_buffer({0}, opts);
   place_state(hs, initial_state_slot(T, reverse, keep_all), h0);
   place_state(cs, initial_state_slot(T, reverse, keep_all), c0);
   if (T > 0 && B > 0) {
@@ -51,7 +54,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
                        data_or_null(w_hr), hs.data_ptr(), cs.data_ptr(), gates.data_ptr(),
                        has_proj ? proj_in.data_ptr() : nullptr, output.data_ptr(),
                        data_or_null(zoneout_h), data_or_null(zoneout_c),
-                       zoneout_probability(zoneout_h, zoneout)});
+                       zoneout_probability(zoneout_h, zoneout),
+                       return_cells ? cells.data_ptr() : nullptr});
   }
 
   const int64_t last = final_state_slot(T, reverse, keep_all);
@@ -66,7 +70,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     gates = new_buffer({0}, acc_opts);
     proj_in = new_buffer({0}, opts);
   }
-  return {output, h_n, c_n, hs, cs, gates, proj_in};
+  return {output, h_n, c_n, hs, cs, gates, proj_in, cells};
 }
 
 // Returns (grad_input_gates [T,B,4H], grad_h0 [B,P], grad_c0 [B,H], grad_w_hh [4H,P],
@@ -76,18 +80,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const optional<Tensor>& w_hr_in,
     const Tensor& hs_in, const Tensor& cs_in, const Tensor& gates_in,
     const Tensor& proj_in_arg, const optional<Tensor>& lengths_in, bool reverse,
-    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout) {
+    const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in, double zoneout,
+    const optional<Tensor>& grad_cells_in) {
   const char* op = "fastrnn::lstm_backward";
   check_lstm_backward_extras(w_hh_in, w_hr_in, hs_in, cs_in, proj_in_arg, grad_c_n);
   check_backward_args(op, kLstmGates, lengths_in, w_hh_in, hs_in, &gates_in, grad_output_in,
                       grad_h_n, w_hr_in);
   check_lstm_zoneout(op, zoneout_h_in, zoneout_c_in, zoneout, hs_in.size(0) - 1, hs_in.size(1),
                      hs_in.size(2), cs_in.size(2), hs_in);
+  check_grad(op, "grad_cells", grad_cells_in, {hs_in.size(0) - 1, hs_in.size(1), cs_in.size(2)},
+             w_hh_in);
   const c10::DeviceGuard guard(hs_in.device());
   const Tensor hs = hs_in.contiguous(), cs = cs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor proj_in = proj_in_arg.contiguous(), w_hh = w_hh_in.contiguous();
   const optional<Tensor> w_hr = contiguous_or_none(w_hr_in);
-  OutputGrad grad_output(grad_output_in);
+  OutputGrad grad_output(grad_output_in), grad_cells(grad_cells_in);
   const optional<Tensor> lengths = contiguous_or_none(lengths_in);
   const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const optional<Tensor> zoneout_c = contiguous_or_none(zoneout_c_in);
@@ -112,10 +119,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
                         grad_gates.data_ptr(), has_proj ? grad_proj_out.data_ptr() : nullptr,
                         has_proj ? grad_proj_in.data_ptr() : nullptr,
                         data_or_null(zoneout_h), data_or_null(zoneout_c),
-                        zoneout_probability(zoneout_h, zoneout)});
+                        zoneout_probability(zoneout_h, zoneout), grad_cells.data(),
+                        grad_cells.step});
   }
 
-  grad_output.tensor.reset();  // a copy is freed before the weight gradients
+  grad_output.tensor.reset();  // copies are freed before the weight gradients
+  grad_cells.tensor.reset();
   auto [grad_w_hh, grad_b_hh] = recurrent_weight_grads(grad_gates, hs, reverse);
   Tensor grad_w_hr = has_proj ? projection_weight_grad(grad_proj_out, proj_in)
                               : new_buffer({0}, opts);

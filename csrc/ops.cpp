@@ -14,6 +14,9 @@
 //                previous state at that step), drawn for training; without them zoneout
 //                is the keep probability applied as its expected value (evaluation), 0
 //                for none. The backward operators take the same.
+//   return_cells (LSTM) every step's cell state as an output [T, B, H] (zeros where a
+//                sequence has ended), differentiable: its gradient is lstm_backward's
+//                grad_cells
 #include <torch/library.h>
 
 TORCH_LIBRARY(fastrnn, m) {
@@ -27,14 +30,14 @@ TORCH_LIBRARY(fastrnn, m) {
   m.def(
       "lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, Tensor? b_hh, "
       "Tensor? w_hr, Tensor? lengths, bool reverse, bool save_for_backward, "
-      "Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) -> "
-      "(Tensor output, Tensor h_n, Tensor c_n, Tensor hs, Tensor cs, Tensor gates, "
-      "Tensor proj_in)");
+      "Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0., "
+      "bool return_cells=False) -> (Tensor output, Tensor h_n, Tensor c_n, Tensor hs, "
+      "Tensor cs, Tensor gates, Tensor proj_in, Tensor cells)");
   m.def(
       "lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, Tensor w_hh, "
       "Tensor? w_hr, Tensor hs, Tensor cs, Tensor gates, Tensor proj_in, Tensor? lengths, "
-      "bool reverse, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) -> "
-      "(Tensor grad_input_gates, Tensor grad_h0, Tensor grad_c0, "
+      "bool reverse, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0., "
+      "Tensor? grad_cells=None) -> (Tensor grad_input_gates, Tensor grad_h0, Tensor grad_c0, "
       "Tensor grad_w_hh, Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
       "gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor? b_hh, Tensor? lengths, "

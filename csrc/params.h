@@ -55,6 +55,8 @@ struct LstmForwardArgs {
   const void* zoneout_h = nullptr;
   const void* zoneout_c = nullptr;
   double zoneout_p = 0;
+  void* cells = nullptr;     // [T, B, H] T or null: every step's cell state (zeros where a
+                            // sequence has ended), returned as an output
 };
 
 struct LstmBackwardArgs {
@@ -75,6 +77,8 @@ struct LstmBackwardArgs {
   const void* zoneout_h = nullptr;
   const void* zoneout_c = nullptr;
   double zoneout_p = 0;
+  const void* grad_cells = nullptr;  // [T, B, H] T or null: the gradient of `cells`
+  int64_t grad_cells_step = 0;       // between its time steps (as grad_output_step)
 };
 
 struct GruForwardArgs {

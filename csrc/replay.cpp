@@ -142,11 +142,12 @@ struct Replay {
   // those of (output [T, B, P], final states...). The steps go to autograd one by one, each
   // with its time step of grads[0]: a stacked output would hand each step its gradient
   // through a zero-filled [T, B, P] copy in the second backward.
+  // cell_steps (LSTM, return_cells): the replayed cell-state outputs, whose gradient is
+  // grads[finals.size() + 1].
   variable_list gradients(const variable_list& steps, const variable_list& finals,
-                          const variable_list& grads, const variable_list& inputs) const {
+                          const variable_list& grads, const variable_list& inputs,
+                          const variable_list& cell_steps = {}) const {
     const auto dtype = in.w_hh.scalar_type();
-    const variable_list step_grads =
-        grads[0].defined() ? grads[0].unbind(0) : variable_list(steps.size());
     variable_list used_outputs, used_grads, wanted;
     const auto use = [&](const Tensor& output, const Tensor& grad) {
       if (grad.defined() && output.requires_grad()) {
@@ -154,8 +155,14 @@ struct Replay {
         used_grads.push_back(grad.to(dtype));
       }
     };
-    for (size_t t = 0; t < steps.size(); ++t) use(steps[t], step_grads[t]);
+    const auto use_steps = [&](const variable_list& outputs, const Tensor& grad) {
+      if (!grad.defined()) return;
+      const variable_list step_grads = grad.unbind(0);
+      for (size_t t = 0; t < outputs.size(); ++t) use(outputs[t], step_grads[t]);
+    };
+    use_steps(steps, grads[0]);
     for (size_t i = 0; i < finals.size(); ++i) use(finals[i], grads[i + 1]);
+    if (!cell_steps.empty()) use_steps(cell_steps, grads[finals.size() + 1]);
     for (const Tensor& input : inputs) {
       if (input.defined() && input.requires_grad()) wanted.push_back(input);
     }
@@ -209,6 +216,8 @@ variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& g
   const int64_t H = gates.size(2) / 4;
   const auto recurrent = r.recurrent_groups({4 * H})[0];
   std::vector<Tensor> state{r.h0, r.c0};  // (h, c); the step's output is its new h
+  const bool cells_wanted = grads.size() > 3 && grads[3].defined();
+  variable_list cell_steps(cells_wanted ? r.T : 0);  // the cell-state outputs, zero once ended
   const variable_list steps = r.run(
       [&](int64_t t, const std::vector<Tensor>& hc, const Tensor& live) {
         const std::vector<Tensor> pre =
@@ -221,11 +230,13 @@ variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& g
         const Tensor c = f * hc[1] + i * g;
         const Tensor m = o * at::tanh(c);
         const Tensor h = r.w_hr_t.defined() ? at::mm(m, r.w_hr_t) : m;
-        return std::vector<Tensor>{r.zoned(r.keep_h, t, hc[0], h), r.zoned(r.keep_c, t, hc[1], c)};
+        const Tensor carried = r.zoned(r.keep_c, t, hc[1], c);
+        if (cells_wanted) cell_steps[t] = live.defined() ? at::where(live, carried, 0) : carried;
+        return std::vector<Tensor>{r.zoned(r.keep_h, t, hc[0], h), carried};
       },
       state);
   return r.gradients(steps, {state[0], state[1]}, grads,
-                     {r.input_gates, in.h0, in.c0, in.w_hh, in.b_hh, in.w_hr});
+                     {r.input_gates, in.h0, in.c0, in.w_hh, in.b_hh, in.w_hr}, cell_steps);
 }
 
 variable_list gru(const Inputs& in, const Tensor& gates, bool reset_after,

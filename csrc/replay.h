@@ -50,7 +50,8 @@ struct Inputs {
 
 // The gradients the fused backward operator returns, as differentiable tensors:
 // LSTM (input_gates, h0, c0, w_hh, b_hh, w_hr); GRU and RNN (input_gates, h0, w_hh, b_hh).
-// `grads` are the incoming gradients of (output, h_n[, c_n]), undefined where none came.
+// `grads` are the incoming gradients of (output, h_n[, c_n[, cells]]), undefined where none
+// came (cells: the LSTM's every-step cell states, return_cells).
 // `gates`: the forward's saved post-activation gates (LSTM, GRU); `hs`: its saved states.
 variable_list lstm(const Inputs& in, const Tensor& gates, const variable_list& grads);
 variable_list gru(const Inputs& in, const Tensor& gates, bool reset_after,

@@ -47,9 +47,10 @@ std::tuple<Tensor, Tensor, Tensor> stack_forward(
       Tensor output, h;
       if (lstm) {
         Tensor c;
-        std::tie(output, h, c, std::ignore, std::ignore, std::ignore, std::ignore) =
-            lstm_forward(gates, h0[k], (*c0)[k], *w_hh, weight(3), weight(4), lengths,
-                         reverse, false, c10::nullopt, c10::nullopt, 0.0);
+        std::tie(output, h, c, std::ignore, std::ignore, std::ignore, std::ignore,
+                 std::ignore) = lstm_forward(gates, h0[k], (*c0)[k], *w_hh, weight(3),
+                                             weight(4), lengths, reverse, false, c10::nullopt,
+                                             c10::nullopt, 0.0, false);
         c_n.push_back(c);
       } else if (gru) {
         std::tie(output, h, std::ignore, std::ignore, std::ignore) =

@@ -46,6 +46,7 @@ struct LstmForwardStep {
   bool save;            // store the post-activation gates (backward needs them)
   Zoneout<T> zoneout_c; // of the cell state
   Zoneout<T> zoneout_h; // of h (without projection; with one, mask_projected_state's)
+  T* cells_out = nullptr;  // [B, H] or null: the new cell state, zeros on finished rows
 };
 
 template <class T, class A>

@@ -111,7 +111,7 @@ def _linear_weight_grads_fake(input, grad_output, with_bias):
 
 @torch.library.register_fake("fastrnn::lstm_forward")
 def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, save_for_backward,
-                       zoneout_h=None, zoneout_c=None, zoneout=0.0):
+                       zoneout_h=None, zoneout_c=None, zoneout=0.0, return_cells=False):
     _check_devices("lstm_forward", "input_gates", input_gates, h0=h0, c0=c0, w_hh=w_hh,
                    b_hh=b_hh, w_hr=w_hr, lengths=lengths, zoneout_h=zoneout_h,
                    zoneout_c=zoneout_c)
@@ -126,15 +126,18 @@ def _lstm_forward_fake(input_gates, h0, c0, w_hh, b_hh, w_hr, lengths, reverse, 
         proj_in = new((T, B, H)) if w_hr is not None else _empty(input_gates)
         saved = [new((T + 1, B, P)), new((T + 1, B, H), dtype=acc), new((T, B, G), dtype=acc),
                  proj_in]
-    return (new((T, B, P)), new((B, P)), new((B, H)), *saved)
+    cells = new((T, B, H)) if return_cells else _empty(input_gates)
+    return (new((T, B, P)), new((B, P)), new((B, H)), *saved, cells)
 
 
 @torch.library.register_fake("fastrnn::lstm_backward")
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gates, proj_in,
-                        lengths, reverse, zoneout_h=None, zoneout_c=None, zoneout=0.0):
+                        lengths, reverse, zoneout_h=None, zoneout_c=None, zoneout=0.0,
+                        grad_cells=None):
     _check_devices("lstm_backward", "hs", hs, grad_output=grad_output, grad_h_n=grad_h_n,
                    grad_c_n=grad_c_n, w_hh=w_hh, w_hr=w_hr, cs=cs, gates=gates,
-                   proj_in=proj_in, lengths=lengths, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
+                   proj_in=proj_in, lengths=lengths, zoneout_h=zoneout_h, zoneout_c=zoneout_c,
+                   grad_cells=grad_cells)
     T, B, G = gates.shape
     P = hs.shape[-1]
     grad_w_hr = w_hr.new_empty(w_hr.shape) if w_hr is not None else _empty(hs)

@@ -116,35 +116,37 @@ def draw_zoneout(p, training, mode, x, h0, c0):
 
 
 def _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse, save_for_backward,
-              reset_after, zoneout=NO_ZONEOUT):
-    """One operator call: (output, h_n, c_n or None)."""
+              reset_after, zoneout=NO_ZONEOUT, return_cells=False):
+    """One operator call: (output, h_n, c_n or None, every step's cell state or None)."""
     if mode == "LSTM":
-        out, h_n, c_n = ops.lstm_forward(input_gates, h0, c0, weights.w_hh, weights.b_hh,
-                                         weights.w_hr, lengths, reverse, save_for_backward,
-                                         zoneout.h, zoneout.c, zoneout.p)[:3]
-        return out, h_n, c_n
+        out, h_n, c_n, *_, cells = ops.lstm_forward(
+            input_gates, h0, c0, weights.w_hh, weights.b_hh, weights.w_hr, lengths, reverse,
+            save_for_backward, zoneout.h, zoneout.c, zoneout.p, return_cells)
+        return out, h_n, c_n, (cells if return_cells else None)
     if mode == "GRU":
         out, h_n = ops.gru_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths,
                                    reverse, reset_after, save_for_backward, zoneout.h,
                                    zoneout.p)[:2]
-        return out, h_n, None
+        return out, h_n, None, None
     nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[mode]
     out, h_n = ops.rnn_forward(input_gates, h0, weights.w_hh, weights.b_hh, lengths, reverse,
                                nonlinearity, save_for_backward, zoneout.h, zoneout.p)[:2]
-    return out, h_n, None
+    return out, h_n, None, None
 
 
 def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
-              reset_after=True, zoneout=NO_ZONEOUT):
-    """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None)."""
+              reset_after=True, zoneout=NO_ZONEOUT, return_cells=False):
+    """One layer in one direction. x: [T, B, input]; returns (output, h_n, c_n or None,
+    every step's cell state [T, B, H] with return_cells (LSTM), else None)."""
     T, B = x.shape[0], x.shape[1]
     chunk = _steps_per_chunk(x, weights.w_ih.shape[0])
     if (save_for_backward or chunk >= T or not _on_cpu_backend(x)
             or torch.compiler.is_compiling()):
         input_gates = input_projection(x, weights.w_ih, weights.b_ih)
         return _layer_op(mode, input_gates, h0, c0, weights, lengths, reverse,
-                         save_for_backward, reset_after, zoneout)
+                         save_for_backward, reset_after, zoneout, return_cells)
     output = _cpu_buffer((T, B, h0.shape[-1]), x.dtype)
+    cells = _cpu_buffer((T, B, c0.shape[-1]), x.dtype) if return_cells else None
     # W_ih laid out as the product reads it (W_ih^T by rows), once for all chunks rather
     # than once per chunk (measured: a 1536x512 W_ih over 13 chunks, 74 -> 58 ms)
     w_ih = weights.w_ih.t().contiguous().t()
@@ -154,39 +156,45 @@ def run_layer(mode, x, h0, c0, weights, lengths, reverse, save_for_backward,
         input_gates = input_projection(x[t0:t1], w_ih, weights.b_ih)
         # lengths relative to the chunk: a sequence ending inside it runs its first steps
         chunk_lengths = None if lengths is None else (lengths - t0).clamp(0, t1 - t0)
-        out, h0, c0 = _layer_op(mode, input_gates, h0, c0, weights, chunk_lengths, reverse,
-                                False, reset_after, zoneout.steps(t0, t1))
+        out, h0, c0, chunk_cells = _layer_op(mode, input_gates, h0, c0, weights,
+                                             chunk_lengths, reverse, False, reset_after,
+                                             zoneout.steps(t0, t1), return_cells)
         output[t0:t1] = out
-    return output, h0, c0
+        if return_cells:
+            cells[t0:t1] = chunk_cells
+    return output, h0, c0, cells
 
 
 def recurrent_stack(mode: str, x: torch.Tensor, h0: torch.Tensor, c0: Optional[torch.Tensor],
                     weights: List[LayerWeights], num_layers: int, bidirectional: bool,
                     dropout: float, training: bool, lengths: Optional[torch.Tensor] = None,
-                    reset_after: bool = True, zoneout: float = 0.0):
+                    reset_after: bool = True, zoneout: float = 0.0,
+                    return_cells: bool = False):
     """A stack of `num_layers` layers, each in one or two directions.
 
     x: [T, B, input] padded and time-major; h0: [L*D, B, P]; c0: [L*D, B, H] (LSTM);
     weights: L*D entries, layer-major then direction; lengths: [B] int64 or None; zoneout:
     the keep probability of every state (masks drawn per layer and direction in training).
-    Returns (output [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H] or None).
+    Returns (output [T, B, D*P], h_n [L*D, B, P], c_n [L*D, B, H] or None, and with
+    return_cells (LSTM) the last layer's every-step cell states [T, B, D*H], else None).
     """
     save_for_backward = torch.is_grad_enabled() and (
         x.requires_grad or h0.requires_grad or (c0 is not None and c0.requires_grad)
         or any(w is not None and w.requires_grad for lw in weights for w in lw))
     if save_for_backward or torch.compiler.is_compiling():
         return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
-                      lengths, reset_after, save_for_backward, zoneout)
+                      lengths, reset_after, save_for_backward, zoneout, return_cells)
     # Nothing to differentiate: call the kernels below autograd, skipping the Python layer
     # of each operator's autograd formula (measured 2-5 us per call, 8% of a generation step)
     with torch._C._AutoDispatchBelowADInplaceOrView():
-        if zoneout == 0 and _runs_in_one_call(x, weights, dropout, training):
+        if (zoneout == 0 and not return_cells
+                and _runs_in_one_call(x, weights, dropout, training)):
             output, h_n, c_n = ops.stack_forward(
                 mode, x, h0, c0, [w for layer in weights for w in layer], num_layers,
                 bidirectional, lengths, reset_after)
-            return output, h_n, (c_n if c0 is not None else None)
+            return output, h_n, (c_n if c0 is not None else None), None
         return _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training,
-                      lengths, reset_after, False, zoneout)
+                      lengths, reset_after, False, zoneout, return_cells)
 
 
 def _runs_in_one_call(x, weights, dropout, training):
@@ -202,30 +210,38 @@ def _runs_in_one_call(x, weights, dropout, training):
     return _steps_per_chunk(x, widest) >= x.shape[0]
 
 
+def _join(x, outputs):
+    """Both directions' outputs side by side (one direction's as it is)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    if not _on_cpu_backend(x) or torch.compiler.is_compiling():
+        return torch.cat(outputs, dim=2)
+    return _JoinDirections.apply(*outputs)
+
+
 def _stack(mode, x, h0, c0, weights, num_layers, bidirectional, dropout, training, lengths,
-           reset_after, save_for_backward, zoneout=0.0):
+           reset_after, save_for_backward, zoneout=0.0, return_cells=False):
     directions = 2 if bidirectional else 1
     h_n, c_n = [], []
     layer_input = x
     for layer in range(num_layers):
-        outputs = []
+        outputs, cells = [], []
+        last = layer == num_layers - 1
         for direction in range(directions):
             k = layer * directions + direction
             h0_k, c0_k = h0[k], None if c0 is None else c0[k]
             zoned = draw_zoneout(zoneout, training, mode, layer_input, h0_k, c0_k)
-            out, h, c = run_layer(mode, layer_input, h0_k, c0_k, weights[k], lengths,
-                                  direction == 1, save_for_backward, reset_after, zoned)
+            out, h, c, cell_steps = run_layer(
+                mode, layer_input, h0_k, c0_k, weights[k], lengths, direction == 1,
+                save_for_backward, reset_after, zoned, return_cells and last)
             outputs.append(out)
+            cells.append(cell_steps)
             h_n.append(h)
             c_n.append(c)
-        if directions == 1:
-            layer_input = outputs[0]
-        elif not _on_cpu_backend(x) or torch.compiler.is_compiling():
-            layer_input = torch.cat(outputs, dim=2)
-        else:
-            layer_input = _JoinDirections.apply(*outputs)
+        layer_input = _join(x, outputs)
         if dropout > 0 and training and layer < num_layers - 1:
             layer_input = F.dropout(layer_input, p=dropout, training=True)
     # stacked even for one layer: a view of the operator's h_n would refuse the in-place
     # detach_() that truncated backpropagation through time calls on torch.nn's final states
-    return layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None)
+    return (layer_input, torch.stack(h_n), (torch.stack(c_n) if c0 is not None else None),
+            _join(x, cells) if return_cells else None)

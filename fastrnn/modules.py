@@ -195,6 +195,7 @@ class _FusedRNNMixin:
     reset_after = True
     weight_dropout = 0.0
     zoneout = 0.0
+    return_cell_sequence = False  # LSTM only
 
     def __init__(self, mode, *args, weight_dropout=0.0, zoneout=0.0, **kwargs):
         super().__init__(mode, *args, **kwargs)
@@ -206,7 +207,7 @@ class _FusedRNNMixin:
 
     def extra_repr(self):
         text = super().extra_repr()
-        for option in ("weight_dropout", "zoneout"):
+        for option in ("weight_dropout", "zoneout", "return_cell_sequence"):
             if getattr(self, option):
                 text += f", {option}={getattr(self, option)}"
         return text
@@ -218,6 +219,8 @@ class _FusedRNNMixin:
             return "reset_after=False GRU"
         if self.zoneout > 0:
             return "zoneout"
+        if self.return_cell_sequence:
+            return "return_cell_sequence"
         if self.weight_dropout > 0 and self.training:
             return "weight_dropout"
         return None
@@ -436,13 +439,19 @@ class _FusedRNNMixin:
         with no_autocast:
             x = _in_dtype(padded.x, precision.compute)
             h0, c0 = self._initial_state(hx, x, padded, unbatched, precision)
-            output, h_n, c_n = recurrent_stack(
+            output, h_n, c_n, cells = recurrent_stack(
                 self.mode, x, h0, c0, self._layer_weights(layout, weights, precision),
                 self.num_layers, self.bidirectional, float(self.dropout), self.training,
-                padded.lengths, self.reset_after, self.zoneout)
+                padded.lengths, self.reset_after, self.zoneout, self.return_cell_sequence)
         output, h_n = _in_dtype(output, precision.output), _in_dtype(h_n, precision.hidden)
         c_n = _in_dtype(c_n, precision.cell) if c_n is not None else None
-        return self._from_padded(output, h_n, c_n, input, padded, unbatched)
+        result = self._from_padded(output, h_n, c_n, input, padded, unbatched)
+        if cells is None:
+            return result
+        # every step's cell states, laid out as the output is (packed, batch_first, unbatched)
+        cells = self._from_padded(_in_dtype(cells, precision.cell), h_n, c_n, input, padded,
+                                  unbatched)[0]
+        return (*result, cells)
 
     def _to_padded(self, input, unbatched) -> PaddedInput:
         if isinstance(input, PackedSequence):
@@ -528,6 +537,11 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
     p * previous + (1 - p) * new. A call that would need torch.nn's implementation raises
     instead while either is in effect.
 
+    LSTM only: ``return_cell_sequence=True`` returns ``(output, (h_n, c_n), cells)``, cells
+    the last layer's cell state at every step, laid out as the output (``[T, B, D*H]``,
+    ``batch_first``, unbatched or a PackedSequence; zeros where a padded sequence has
+    ended), differentiable.
+
     >>> import torch, fastrnn
     >>> lstm = fastrnn.LSTM(8, 16, num_layers=2, batch_first=True)
     >>> out, (h, c) = lstm(torch.randn(3, 5, 8))
@@ -541,8 +555,10 @@ class LSTM(_FusedRNNMixin, nn.RNNBase):
     check_forward_args = nn.LSTM.check_forward_args
     permute_hidden = nn.LSTM.permute_hidden
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, return_cell_sequence: bool = False, **kwargs):
+        _require_bool("return_cell_sequence", return_cell_sequence)
         super().__init__("LSTM", *args, **kwargs)
+        self.return_cell_sequence = return_cell_sequence
 
 
 class GRU(_FusedRNNMixin, nn.RNNBase):
@@ -654,11 +670,15 @@ def to_torch(model: nn.Module) -> nn.Module:
             raise ValueError(f"{layer._name()} with zoneout={layer.zoneout} has no torch.nn "
                              "equivalent (zoneout acts in evaluation too, as its expected "
                              "value); it cannot be converted")
+        if layer.return_cell_sequence:
+            raise ValueError(f"{layer._name()} with return_cell_sequence=True has no torch.nn "
+                             "equivalent (torch.nn.LSTM returns no cell sequence); it cannot "
+                             "be converted")
     for layer in layers:
         if layer.weight_dropout > 0:
             warnings.warn(f"{layer._name()}: weight_dropout={layer.weight_dropout} does not "
                           "carry over to torch.nn (it acts in training only)", stacklevel=2)
         layer.__class__ = layer._torch_class
-        for option in ("reset_after", "weight_dropout", "zoneout"):
+        for option in ("reset_after", "weight_dropout", "zoneout", "return_cell_sequence"):
             layer.__dict__.pop(option, None)
     return model

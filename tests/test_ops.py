@@ -118,7 +118,7 @@ def test_opcheck_backward(device, cell, options, dtype):
     result = forward_op(cell)(*args)
     torch.manual_seed(1)
     if cell == "lstm":
-        out, h_n, c_n, hs, cs, gates, proj_in = result
+        out, h_n, c_n, hs, cs, gates, proj_in, _ = result
         bargs = [torch.randn_like(out), torch.randn_like(h_n), None, args[3], args[5], hs, cs,
                  gates, proj_in, args[6], False]
         torch.library.opcheck(ops.lstm_backward, bargs)

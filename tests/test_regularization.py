@@ -148,7 +148,7 @@ def drawn_zoneout_masks(layer, T, B, p, seed, dtype=torch.float64):
 
 
 def gradients(out, inputs, grad):
-    return torch.autograd.grad(out, inputs, grad, allow_unused=True)
+    return torch.autograd.grad(out, inputs, grad, allow_unused=True, retain_graph=True)
 
 
 @pytest.mark.parametrize("kind", list(ZONEOUT_KINDS))
@@ -363,3 +363,77 @@ def test_zoneout_in_bfloat16(bf16_kernels, kind):
         errors.append(max((got.double() - exact).abs().max().item(),
                           (got_dx.double() - exact_dx).abs().max().item()))
     assert errors[1] <= 2 * errors[0] + 2e-3, errors
+
+
+# ---------------------------------------------------------------- every step's cell state
+
+@pytest.mark.parametrize("proj_size", [0, 3])
+@pytest.mark.parametrize("lengths", [None, [6, 2, 5]])
+@pytest.mark.parametrize("zoneout", [0.0, 0.3])
+def test_cell_sequence_matches_the_reference(proj_size, lengths, zoneout):
+    torch.manual_seed(0)
+    layer = fastrnn.LSTM(5, 7, num_layers=2, bidirectional=True, proj_size=proj_size,
+                         return_cell_sequence=True, zoneout=zoneout,
+                         dtype=torch.float64).eval()
+    x = torch.randn(6, 3, 5, dtype=torch.float64, requires_grad=True)
+    if lengths is None:
+        out, (h_n, c_n), cells = layer(x)
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths),
+                                                         enforce_sorted=False)
+        out, (h_n, c_n), cells = layer(packed)
+        assert isinstance(cells, torch.nn.utils.rnn.PackedSequence)
+        assert torch.equal(cells.batch_sizes, out.batch_sizes)
+        out = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=6)[0]
+        cells = torch.nn.utils.rnn.pad_packed_sequence(cells, total_length=6)[0]
+    expected = reference_rnn(layer, x, lengths=None if lengths is None else torch.tensor(lengths),
+                             zoneout_keep=zoneout or None, cell_sequence=True)
+    assert cells.shape == (6, 3, 14)
+    torch.testing.assert_close(out, expected[0])
+    torch.testing.assert_close(cells, expected[3])
+    # differentiable: a loss on the cells alone, and on everything at once
+    params = [x] + list(layer.parameters())
+    grad = torch.randn_like(cells)
+    for g, w in zip(gradients(cells, params, grad), gradients(expected[3], params, grad)):
+        torch.testing.assert_close(g, w)
+    loss = (cells * grad).sum() + out.sum() + c_n.sum()
+    loss_ref = (expected[3] * grad).sum() + expected[0].sum() + expected[2].sum()
+    for g, w in zip(torch.autograd.grad(loss, params), torch.autograd.grad(loss_ref, params)):
+        torch.testing.assert_close(g, w)
+
+
+def test_cell_sequence_layouts():
+    torch.manual_seed(0)
+    layer = fastrnn.LSTM(5, 7, batch_first=True, return_cell_sequence=True)
+    out, (h, c), cells = layer(torch.randn(3, 6, 5))
+    assert cells.shape == (3, 6, 7) and torch.equal(cells[:, -1], c[0])
+    out, (h, c), cells = layer(torch.randn(6, 5))  # unbatched
+    assert cells.shape == (6, 7) and torch.equal(cells[-1], c[0])
+    with torch.no_grad():  # inference, one call of the stack
+        assert layer(torch.randn(3, 6, 5))[2].shape == (3, 6, 7)
+    assert "return_cell_sequence=True" in repr(layer)
+    with pytest.raises(ValueError, match="return_cell_sequence=True has no torch.nn"):
+        fastrnn.to_torch(torch.nn.Sequential(layer))
+    with pytest.raises(TypeError, match="return_cell_sequence should be of type bool"):
+        fastrnn.LSTM(5, 7, return_cell_sequence=1)
+    with pytest.raises(TypeError):
+        fastrnn.GRU(5, 7, return_cell_sequence=True)  # an LSTM's option only
+
+
+def test_cell_sequence_gradcheck_and_double_backward():
+    torch.manual_seed(0)
+    layer = fastrnn.LSTM(3, 4, return_cell_sequence=True, dtype=torch.float64)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: layer(inp)[2], (x,))
+    assert torch.autograd.gradgradcheck(lambda inp: layer(inp)[2], (x,))
+
+
+@pytest.mark.slow
+def test_cell_sequence_compiles_fullgraph():
+    torch.manual_seed(0)
+    layer = fastrnn.LSTM(5, 6, num_layers=2, return_cell_sequence=True)
+    x = torch.randn(4, 2, 5, requires_grad=True)
+    got = torch.compile(layer, fullgraph=True)(x)[2]
+    torch.testing.assert_close(got, layer(x)[2])
+    got.sum().backward()
+    assert x.grad is not None

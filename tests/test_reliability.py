@@ -410,7 +410,7 @@ def test_raw_op_with_any_argument_on_meta_raises(op):
         call(gates.to("meta"), *args[1:])
     # the backward operators too
     if op == "lstm":
-        back, bargs = ops.lstm_backward, [saved[0], None, None, w_hh, None, *saved[3:],
+        back, bargs = ops.lstm_backward, [saved[0], None, None, w_hh, None, *saved[3:7],
                                           lengths, False]
     elif op == "gru":
         back, bargs = ops.gru_backward, [saved[0], None, w_hh, *saved[2:], lengths, False, True]
@@ -510,7 +510,7 @@ def _lstm_saved(proj):
 def test_lstm_backward_without_w_hr_on_projected_history():
     result, w_hh, _ = _lstm_saved(proj=True)
     with pytest.raises(RuntimeError, match="without w_hr the saved hs must be"):
-        ops.lstm_backward(result[0], None, None, w_hh, None, *result[3:], None, False)
+        ops.lstm_backward(result[0], None, None, w_hh, None, *result[3:7], None, False)
 
 
 def test_lstm_projection_of_size_zero():
@@ -560,8 +560,8 @@ def test_strided_and_broadcast_lengths_and_saved_tensors():
 def test_lstm_and_rnn_backward_with_strided_saved_tensors():
     (result, w_hh, w_hr) = _lstm_saved(proj=True)
     grad = torch.randn(5, 2, 3)
-    want = ops.lstm_backward(grad, None, None, w_hh, w_hr, *result[3:], None, False)
-    got = ops.lstm_backward(grad, None, None, w_hh, w_hr, *(_strided(t) for t in result[3:]),
+    want = ops.lstm_backward(grad, None, None, w_hh, w_hr, *result[3:7], None, False)
+    got = ops.lstm_backward(grad, None, None, w_hh, w_hr, *(_strided(t) for t in result[3:7]),
                             None, False)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b)
@@ -591,7 +591,7 @@ def test_backward_dtypes_are_named():
                          None, False, True)
     (result, w_hh, w_hr) = _lstm_saved(proj=True)
     with pytest.raises(RuntimeError, match="w_hr must be Float on cpu like w_hh, got Double"):
-        ops.lstm_backward(None, None, None, w_hh, w_hr.double(), *result[3:], None, False)
+        ops.lstm_backward(None, None, None, w_hh, w_hr.double(), *result[3:7], None, False)
 
 
 # ---------------------------------------------------------------- 7. malformed PackedSequence

@@ -244,6 +244,7 @@ struct CpuDevice {
       const int64_t e = b * H, n = j1 - j0;
       if (!mask.active(b, a.step.t)) {  // finished sequence: keep the state, write zeros
         copy_span(a.c_next + e + j0, a.c_prev + e + j0, n);
+        if (a.cells_out != nullptr) zero_span(a.cells_out + e + j0, n);
         if (a.proj_in != nullptr) {
           zero_span(a.proj_in + e + j0, n);
         } else {
@@ -277,6 +278,7 @@ struct CpuDevice {
           lanes.store(g + 3 * H + j, o);
         }
         lanes.store(a.c_next + e + j, c);
+        if (a.cells_out != nullptr) lanes.store(a.cells_out + e + j, c);
         if (a.proj_in != nullptr) {
           lanes.store(a.proj_in + e + j, h);
         } else {

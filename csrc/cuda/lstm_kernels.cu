@@ -15,6 +15,7 @@ __global__ void lstm_forward_kernel(LstmForwardStep<T, A> a) {
   const int64_t e = b * H + j;
   if (!LengthMask{a.step.lengths}.active(b, a.step.t)) {  // keep the state, write zeros
     a.c_next[e] = a.c_prev[e];
+    if (a.cells_out != nullptr) a.cells_out[e] = zero<T>();
     if (a.proj_in != nullptr) {
       a.proj_in[e] = zero<T>();
     } else {
@@ -40,6 +41,7 @@ __global__ void lstm_forward_kernel(LstmForwardStep<T, A> a) {
   g[2 * H + j] = gg;
   g[3 * H + j] = o;
   a.c_next[e] = c;
+  if (a.cells_out != nullptr) a.cells_out[e] = from_acc<T>(c);
   if (a.proj_in != nullptr) {
     a.proj_in[e] = from_acc<T>(h);
   } else {

@@ -34,7 +34,8 @@ void lstm_forward_sequence(Device& dev, const LstmForwardArgs& a) {
         static_cast<const T*>(a.b_hh), cs.prev(step, t), cs.next(step, t), hs.prev(step, t),
         hs.next(step, t), out, proj_in, s.keep_all,
         zoneout_at<T>(a.zoneout_c, a.zoneout_p, t, B, H),
-        has_proj ? Zoneout<T>{} : zoneout_h});
+        has_proj ? Zoneout<T>{} : zoneout_h,
+        a.cells == nullptr ? nullptr : static_cast<T*>(a.cells) + t * B * H});
     if (has_proj) {  // h = proj_in W_hr^T, then finished rows keep h_prev and write zeros
       dev.gemm(false, true, rows, P, H, proj_in, H, static_cast<const T*>(a.w_hr), H, 0.0,
                hs.next(step, t), P, false);
@@ -57,6 +58,10 @@ void lstm_backward_sequence(Device& dev, const LstmBackwardArgs& a) {
     if (a.grad_output != nullptr) {
       const T* grad_output_t = static_cast<const T*>(a.grad_output) + t * a.grad_output_step;
       dev.add_output_grad(info, P, grad_output_t, dh);
+    }
+    if (a.grad_cells != nullptr) {  // the cell-state outputs' gradient joins that of c_t
+      const T* grad_cells_t = static_cast<const T*>(a.grad_cells) + t * a.grad_cells_step;
+      dev.add_output_grad(info, H, grad_cells_t, static_cast<A*>(a.dc));
     }
     // dh_cell: the gradient reaching o * tanh(c). Without a projection it is dh itself,
     // which each active row then hands over to the recurrent GEMM (dh := 0 first).

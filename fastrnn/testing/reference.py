@@ -57,11 +57,12 @@ def zoneout(keep, previous, new):
     return keep * previous + (1 - keep) * new
 
 
-def run_direction(cell, x, state, lengths, reverse, keep=None):
+def run_direction(cell, x, state, lengths, reverse, keep=None, cells=None):
     """x: [T, B, I]. A sequence b runs over its own steps t < lengths[b]; after its end its
     state is kept and its output is zero (packed-sequence semantics). keep: zoneout's keep
     weights of each state, (h's, c's) for an LSTM, each [T, B, width] or a number; the
-    output is then the zoned-out h."""
+    output is then the zoned-out h. cells: a list that receives each step's cell state
+    (an LSTM's state[1], zero where the sequence has ended), in time order."""
     T, B = x.shape[:2]
     lengths = torch.full((B,), T) if lengths is None else lengths.cpu()
     outputs = [None] * T
@@ -81,11 +82,16 @@ def run_direction(cell, x, state, lengths, reverse, keep=None):
             state = tuple(carry(n, o) for n, o in zip(new_state, state))
         else:
             state = carry(new_state, state)
+        if cells is not None:
+            cells.append((t, state[1] * active))
+    if cells is not None:
+        cells.sort(key=lambda step: step[0])
+        cells[:] = [c for _, c in cells]
     return torch.stack(outputs) if T else x.new_zeros((0, B, 0)), state
 
 
 def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=None,
-                  zoneout_keep=None):
+                  zoneout_keep=None, cell_sequence=False):
     """Runs `module`'s parameters (a torch.nn or fastrnn layer) through the reference.
 
     x: [T, B, I] time-major (batch_first is ignored); hx as torch.nn takes it; lengths [B];
@@ -93,7 +99,8 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
     example its recurrent weights with DropConnect's mask applied); zoneout_keep: a keep
     probability for every state (evaluation), or per layer and direction (layer-major) the
     masks (h's, c's or None), [T, B, width] each (training).
-    Returns (output [T, B, D*P], h_n, c_n or None). Dropout is not applied.
+    Returns (output [T, B, D*P], h_n, c_n or None), and with cell_sequence (LSTM) the last
+    layer's cell state at every step [T, B, D*H] as a fourth. Dropout is not applied.
     """
     mode = module.mode
     if reset_after is None:
@@ -114,7 +121,7 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
     h_n, c_n = [], []
     layer_input = x
     for layer in range(L):
-        outs = []
+        outs, cell_steps = [], []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             w_ih, w_hh = params["weight_ih" + sfx], params["weight_hh" + sfx]
@@ -129,8 +136,10 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
             if mode == "LSTM":
                 w_hr = params.get("weight_hr" + sfx)
                 cell = lambda xt, s: lstm_cell(xt, s, w_ih, w_hh, b_ih, b_hh, w_hr)  # noqa
+                steps = []
                 out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1,
-                                            keep)
+                                            keep, steps)
+                cell_steps.append(torch.stack(steps))
                 c_n.append(c)
             elif mode == "GRU":
                 cell = lambda xt, s: gru_cell(xt, s, w_ih, w_hh, b_ih, b_hh, reset_after)  # noqa
@@ -142,4 +151,6 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
             outs.append(out)
             h_n.append(h)
         layer_input = torch.cat(outs, dim=2)
-    return layer_input, torch.stack(h_n), (torch.stack(c_n) if mode == "LSTM" else None)
+    result = (layer_input, torch.stack(h_n), torch.stack(c_n) if mode == "LSTM" else None)
+    return (*result, torch.cat(cell_steps, dim=2)) if cell_sequence else result
+

@@ -49,14 +49,14 @@ void test_lstm() {
   auto gates = at::linear(x, w_ih.detach(), b_ih);
   auto result = op("fastrnn::lstm_forward")
                     .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
-                                      at::Tensor, at::Tensor>(
+                                      at::Tensor, at::Tensor, at::Tensor>(
                         const at::Tensor&, const at::Tensor&, const at::Tensor&,
                         const at::Tensor&, const std::optional<at::Tensor>&,
                         const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
                         bool, bool, const std::optional<at::Tensor>&,
-                        const std::optional<at::Tensor>&, double)>()
+                        const std::optional<at::Tensor>&, double, bool)>()
                     .call(gates, h0, c0, w_hh.detach(), b_hh.detach(), std::nullopt,
-                          std::nullopt, false, true, std::nullopt, std::nullopt, 0.0);
+                          std::nullopt, false, true, std::nullopt, std::nullopt, 0.0, false);
   expect_close("lstm_forward output", std::get<0>(result), want.detach());
   expect_close("lstm_forward c_n", std::get<2>(result), c.detach());
 
@@ -68,11 +68,11 @@ void test_lstm() {
                        const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
                        const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
                        bool, const std::optional<at::Tensor>&, const std::optional<at::Tensor>&,
-                       double)>()
+                       double, const std::optional<at::Tensor>&)>()
                    .call(grad_out, std::nullopt, std::nullopt, w_hh.detach(), std::nullopt,
                          std::get<3>(result), std::get<4>(result), std::get<5>(result),
                          std::get<6>(result), std::nullopt, false, std::nullopt, std::nullopt,
-                         0.0);
+                         0.0, std::nullopt);
   expect_close("lstm_backward grad_w_hh", std::get<3>(grads), want_grads[0]);
   expect_close("lstm_backward grad_b_hh", std::get<4>(grads), want_grads[1]);
 }
