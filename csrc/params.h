@@ -148,4 +148,50 @@ struct RnnBackwardArgs {
   double zoneout_p = 0;
 };
 
+// The layer-normalised LSTM (csrc/layernorm_lstm.cpp): float32 or float64 (`float64`),
+// every buffer contiguous. hs and cs are indexed by processing step (slot s: the state
+// step s reads; slot 0 holds the initial state), everything else by time step.
+struct LayerNormLstmForwardArgs {
+  bool float64;
+  int64_t T, B, H;
+  double eps;
+  const int64_t* lengths;  // [B] or null: a row keeps its state from its length on
+  bool reverse;
+  const void* input_gates;  // [T, B, 4H] the input side, LN(x W_ih^T) gamma_ih + biases
+  const void* w_hh;         // [4H, H]
+  const void* gamma_hh;     // [4H]
+  const void* gamma_c;      // [H]
+  const void* beta_c;       // [H] or null
+  void* hs;                 // [T+1, B, H]
+  void* cs;                 // [T+1, B, H]
+  void* output;             // [T, B, H]
+  void* gates;              // [T, B, 4H] post-activation i, f, g, o
+  void* recurrent_hat;      // [T, B, 4H] LN(h_prev W_hh^T)
+  void* cell_hat;           // [T, B, H] LN(c)
+  void* rstd;               // [T, B, 2] 1/sqrt(var + eps) of the recurrent product and of c
+  void* recurrent;          // [B, 4H] scratch: h_prev W_hh^T
+};
+
+struct LayerNormLstmBackwardArgs {
+  bool float64;
+  int64_t T, B, H;
+  const int64_t* lengths;
+  bool reverse;
+  const void* grad_output;  // [T, B, H] or null
+  const void* w_hh;
+  const void* gamma_hh;
+  const void* gamma_c;
+  const void* beta_c;
+  const void* cs;           // the forward's buffers, as above
+  const void* gates;
+  const void* recurrent_hat;
+  const void* cell_hat;
+  const void* rstd;
+  void* dh;                 // [B, H] in: d h_n; out: d h_0
+  void* dc;                 // [B, H] in: d c_n; out: d c_0
+  void* grad_gates;         // [T, B, 4H] out: d a, by time step
+  void* grad_recurrent;     // [T, B, 4H] out: d (h_prev W_hh^T), by processing step
+  void* grad_cell_norm;     // [T, B, H] out: d (gamma_c LN(c) + beta_c), by time step
+};
+
 }  // namespace fastrnn

@@ -8,6 +8,7 @@ import torch  # noqa: E402
 from . import _ops  # noqa: E402
 from .modules import (GRU, LSTM, RNN, IncompatibleTensorError, InvalidShapeError,  # noqa: E402
                       NotAStatePairError, NotATensorError, convert, to_torch)
+from .layernorm import LayerNormLSTM  # noqa: E402
 
 torch.ops.fastrnn.cpu_cache_stats()  # a bad FASTRNN_CPU_CACHE_MB is an error here, not later
 

@@ -34,7 +34,8 @@ ops = torch.ops.fastrnn
 
 OPERATORS = (
     "linear", "linear_weight_grads", "lstm_forward", "lstm_backward", "gru_forward",
-    "gru_backward", "rnn_forward", "rnn_backward", "stack_forward",
+    "gru_backward", "rnn_forward", "rnn_backward", "stack_forward", "layernorm_lstm_forward",
+    "layernorm_lstm_backward",
 )
 
 
@@ -144,6 +145,31 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
     H = G // GATES["lstm"]
     return (hs.new_empty((T, B, G)), hs.new_empty((B, P)), hs.new_empty((B, H)),
             w_hh.new_empty(w_hh.shape), hs.new_empty((G,)), grad_w_hr)
+
+
+@torch.library.register_fake("fastrnn::layernorm_lstm_forward")
+def _layernorm_lstm_forward_fake(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths,
+                                 reverse, eps):
+    _check_devices("layernorm_lstm_forward", "input_gates", input_gates, h0=h0, c0=c0,
+                   w_hh=w_hh, gamma_hh=gamma_hh, gamma_c=gamma_c, beta_c=beta_c,
+                   lengths=lengths)
+    T, B, G = input_gates.shape
+    H = G // GATES["lstm"]
+    new = input_gates.new_empty
+    return [new((T, B, H)), new((B, H)), new((B, H)), new((T + 1, B, H)), new((T + 1, B, H)),
+            new((T, B, G)), new((T, B, G)), new((T, B, H)), new((T, B, 2))]
+
+
+@torch.library.register_fake("fastrnn::layernorm_lstm_backward")
+def _layernorm_lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, gamma_hh, gamma_c,
+                                  beta_c, hs, cs, gates, recurrent_hat, cell_hat, rstd, lengths,
+                                  reverse):
+    T, B, G = gates.shape
+    H = G // GATES["lstm"]
+    new = gates.new_empty
+    grad_beta_c = new((H,)) if beta_c is not None else _empty(gates)
+    return [new((T, B, G)), new((B, H)), new((B, H)), new((G, H)), new((G,)), new((H,)),
+            grad_beta_c]
 
 
 @torch.library.register_fake("fastrnn::gru_forward")

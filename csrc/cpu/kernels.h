@@ -20,6 +20,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include "cpu/device.h"
+#include "cpu/layernorm_rows.h"
 #include "cpu/levels.h"
 
 namespace fastrnn {
@@ -163,7 +164,8 @@ const SimdLevel* level() {
   static const Backend layers{&lstm_forward, &lstm_backward, &gru_forward,
                               &gru_backward, &rnn_forward,   &rnn_backward};
   static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16,
-                               &round_to_bf16, kTranspose32};
+                               &round_to_bf16, kTranspose32, &layernorm_lstm_forward,
+                               &layernorm_lstm_backward};
   return &level;
 }
 

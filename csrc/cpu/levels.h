@@ -30,6 +30,10 @@ struct SimdLevel {
   void (*transpose32)(const uint32_t* src, int64_t rows, int64_t cols, int64_t ld,
                       uint32_t* dst);
 
+  // The layer-normalised LSTM's walks through a sequence, forward and backward (params.h).
+  void (*layernorm_lstm_forward)(const LayerNormLstmForwardArgs& args);
+  void (*layernorm_lstm_backward)(const LayerNormLstmBackwardArgs& args);
+
   // AVX-512: oneDNN's brgemm then runs it too, where MKL on an AMD processor stays on AVX2.
   bool avx512() const { return std::strcmp(name, "avx512") == 0; }
 };

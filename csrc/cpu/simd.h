@@ -65,6 +65,7 @@ inline at::vec::Vectorized<T> relu_grad(at::vec::Vectorized<T> y, at::vec::Vecto
 }  // namespace fastrnn
 
 #include "cells/gru.h"
+#include "cells/layernorm_lstm.h"
 #include "cells/lstm.h"
 #include "cells/rnn.h"
 

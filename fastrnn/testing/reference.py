@@ -51,6 +51,24 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity):
     return h, h
 
 
+def layer_norm(v, gain, bias, eps):
+    """v normalised over its last dimension (biased variance), scaled and shifted."""
+    mean = v.mean(-1, keepdim=True)
+    variance = ((v - mean) ** 2).mean(-1, keepdim=True)
+    v = (v - mean) / torch.sqrt(variance + eps) * gain
+    return v if bias is None else v + bias
+
+
+def layernorm_lstm_cell(x, state, w_ih, w_hh, ln_ih, ln_hh, ln_cell, eps):
+    """Ba, Kiros & Hinton (2016) as haste formulates it; ln_*: (gain, bias or None)."""
+    h, c = state
+    gates = layer_norm(x @ w_ih.T, *ln_ih, eps) + layer_norm(h @ w_hh.T, *ln_hh, eps)
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(layer_norm(c, *ln_cell, eps))
+    return h, (h, c)
+
+
 def zoneout(keep, previous, new):
     """Zoneout (Krueger et al. 2016): each unit keeps its previous state with weight keep
     (a 0/1 mask in training, the keep probability in evaluation)."""
@@ -154,3 +172,31 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
     result = (layer_input, torch.stack(h_n), torch.stack(c_n) if mode == "LSTM" else None)
     return (*result, torch.cat(cell_steps, dim=2)) if cell_sequence else result
 
+
+def reference_layernorm_lstm(module, x, hx=None, lengths=None):
+    """Runs a fastrnn.LayerNormLSTM's parameters through the reference. x: [T, B, I]
+    time-major; hx (h_0, c_0) as the layer takes them; lengths [B]. Returns (output
+    [T, B, D*H], h_n, c_n). Dropout is not applied."""
+    L, D = module.num_layers, 2 if module.bidirectional else 1
+    T, B = x.shape[:2]
+    H = module.hidden_size
+    h0, c0 = hx if hx is not None else (x.new_zeros((L * D, B, H)),) * 2
+    p = dict(module.named_parameters())
+    h_n, c_n = [], []
+    layer_input = x
+    for layer in range(L):
+        outs = []
+        for d in range(D):
+            sfx = f"_l{layer}" + ("_reverse" if d else "")
+            ln = {part: (p[f"layer_norm_{part}_weight{sfx}"], p.get(f"layer_norm_{part}_bias{sfx}"))
+                  for part in ("ih", "hh", "cell")}
+            w_ih, w_hh = p["weight_ih" + sfx], p["weight_hh" + sfx]
+            cell = lambda xt, s: layernorm_lstm_cell(  # noqa: E731
+                xt, s, w_ih, w_hh, ln["ih"], ln["hh"], ln["cell"], module.eps)
+            k = layer * D + d
+            out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1)
+            outs.append(out)
+            h_n.append(h)
+            c_n.append(c)
+        layer_input = torch.cat(outs, dim=2)
+    return layer_input, torch.stack(h_n), torch.stack(c_n)

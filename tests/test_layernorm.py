@@ -1,0 +1,244 @@
+"""fastrnn.LayerNormLSTM against the plain-PyTorch float64 reference
+(fastrnn.testing.reference_layernorm_lstm), forward and every gradient, on the fused CPU
+operator and on the ATen path that runs where it has no kernel."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import fastrnn
+from fastrnn import layernorm
+from fastrnn._ops import ops
+from fastrnn.testing import reference_layernorm_lstm
+
+CONFIGS = [
+    dict(num_layers=1),
+    dict(num_layers=2, bidirectional=True),
+    dict(num_layers=2, bias=False),
+    dict(num_layers=1, bidirectional=True, batch_first=True),
+]
+
+
+def _randomised(layer):
+    """Gains and biases away from their initial 1 and 0, so that each one matters."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.startswith("layer_norm"):
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if "_weight_" in name else 0.0))
+    return layer
+
+
+@pytest.fixture(params=["fused", "aten"])
+def path(request, monkeypatch):
+    """Both implementations: the fused operator and the ATen step loop."""
+    if request.param == "aten":
+        monkeypatch.setattr(layernorm, "_runs_fused", lambda x: False)
+        monkeypatch.setattr(layernorm, "_warn_once", lambda message: None)
+    elif not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here (the emulated CUDA back-end)")
+    return request.param
+
+
+def _grads(outputs, params, grads):
+    return torch.autograd.grad(outputs, params, grads, allow_unused=True)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_matches_the_reference_in_float64(path, config, lengths):
+    torch.manual_seed(0)
+    layer = _randomised(fastrnn.LayerNormLSTM(4, 6, dtype=torch.float64, **config))
+    L, D = layer.num_layers, 2 if layer.bidirectional else 1
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(L * D, 3, 6, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(L * D, 3, 6, dtype=torch.float64, requires_grad=True)
+    lens = None if lengths is None else torch.tensor(lengths)
+    inp = x.transpose(0, 1) if layer.batch_first else x
+    if lens is not None:
+        inp = pack_padded_sequence(inp, lens, batch_first=layer.batch_first,
+                                   enforce_sorted=False)
+    out, (h_n, c_n) = layer(inp, (h0, c0))
+    if lens is not None:
+        out = pad_packed_sequence(out, batch_first=layer.batch_first, total_length=5)[0]
+    if layer.batch_first:
+        out = out.transpose(0, 1)
+    want = reference_layernorm_lstm(layer, x, (h0, c0), lens)
+    for got, expected in zip((out, h_n, c_n), want):
+        torch.testing.assert_close(got, expected)
+    params = [x, h0, c0] + list(layer.parameters())
+    grads = [torch.randn_like(t) for t in want]
+    if lens is not None:  # padded steps are no output: no gradient enters there
+        grads[0] = grads[0] * (torch.arange(5)[:, None] < lens[None, :])[..., None]
+    for got, expected in zip(_grads((out, h_n, c_n), params, grads),
+                             _grads(want, params, grads)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_float32_is_close_to_float64(path):
+    torch.manual_seed(0)
+    exact = _randomised(fastrnn.LayerNormLSTM(8, 16, num_layers=2, bidirectional=True,
+                                              dtype=torch.float64))
+    single = fastrnn.LayerNormLSTM(8, 16, num_layers=2, bidirectional=True)
+    single.load_state_dict(exact.state_dict())
+    x = torch.randn(20, 4, 8, dtype=torch.float64)
+    want = exact(x)[0]
+    got = single(x.float())[0]
+    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-4)
+    x32 = x.float().requires_grad_()
+    single(x32)[0].sum().backward()
+    x64 = x.clone().requires_grad_()
+    exact(x64)[0].sum().backward()
+    torch.testing.assert_close(x32.grad.double(), x64.grad, atol=1e-4, rtol=1e-3)
+
+
+def test_gradcheck(path):
+    torch.manual_seed(0)
+    layer = _randomised(fastrnn.LayerNormLSTM(3, 4, bidirectional=True, dtype=torch.float64))
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    names = [name for name, _ in layer.named_parameters()]
+
+    def f(inp, *params):
+        out, (h, c) = torch.func.functional_call(layer, dict(zip(names, params)), (inp,))
+        return out, h, c
+    params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
+    assert torch.autograd.gradcheck(f, (x, *params))
+
+
+def test_fused_operator_gradcheck_with_lengths():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here")
+    torch.manual_seed(0)
+    T, B, H = 4, 3, 3
+    args = [torch.randn(T, B, 4 * H), torch.randn(B, H), torch.randn(B, H),
+            torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(H), torch.randn(H)]
+    args = [a.double().requires_grad_() for a in args]
+    for reverse in (False, True):
+        def f(*tensors):
+            return layernorm._LayerNormLstmFunction.apply(*tensors, torch.tensor([4, 1, 3]),
+                                                          reverse, 1e-5)
+        assert torch.autograd.gradcheck(f, args)
+
+
+def test_layouts_and_state_dict():
+    torch.manual_seed(0)
+    layer = fastrnn.LayerNormLSTM(4, 6, num_layers=2, batch_first=True)
+    names = [name for name, _ in layer.named_parameters()]
+    assert names[:8] == ["weight_ih_l0", "weight_hh_l0", "layer_norm_ih_weight_l0",
+                         "layer_norm_ih_bias_l0", "layer_norm_hh_weight_l0",
+                         "layer_norm_hh_bias_l0", "layer_norm_cell_weight_l0",
+                         "layer_norm_cell_bias_l0"]
+    assert layer.weight_ih_l1.shape == (24, 6) and layer.layer_norm_cell_weight_l1.shape == (6,)
+    assert torch.equal(layer.layer_norm_hh_weight_l0, torch.ones(24))
+    out, (h, c) = layer(torch.randn(3, 5, 4))
+    assert out.shape == (3, 5, 6) and h.shape == c.shape == (2, 3, 6)
+    out, (h, c) = layer(torch.randn(5, 4))  # unbatched
+    assert out.shape == (5, 6) and h.shape == (2, 6)
+    copy = fastrnn.LayerNormLSTM(4, 6, num_layers=2, batch_first=True)
+    copy.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 5, 4)
+    torch.testing.assert_close(copy(x)[0], layer(x)[0], rtol=0, atol=0)
+    assert "num_layers=2" in repr(layer) and "batch_first=True" in repr(layer)
+    assert len(list(fastrnn.LayerNormLSTM(4, 6, bias=False).parameters())) == 5
+
+
+def test_training_runs_dropout_and_backward():
+    torch.manual_seed(0)
+    layer = fastrnn.LayerNormLSTM(4, 6, num_layers=2, dropout=0.5)
+    x = torch.randn(5, 3, 4, requires_grad=True)
+    out = layer(x)[0]
+    out.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in layer.parameters())
+    layer.eval()
+    torch.testing.assert_close(layer(x)[0], layer(x)[0], rtol=0, atol=0)
+
+
+def test_empty_sequence_and_batch():
+    layer = fastrnn.LayerNormLSTM(4, 6)
+    out, (h, c) = layer(torch.randn(0, 2, 4))
+    assert out.shape == (0, 2, 6) and torch.equal(h, torch.zeros(1, 2, 6))
+    out, (h, c) = layer(torch.randn(3, 0, 4))
+    assert out.shape == (3, 0, 6)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(hidden_size=0), ValueError, "hidden_size must be a positive integer"),
+    (dict(dropout=1.0), ValueError, r"dropout must be a probability in \[0, 1\)"),
+    (dict(eps=0.0), ValueError, "eps must be a positive number"),
+    (dict(bias=1), TypeError, "bias should be of type bool"),
+])
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        fastrnn.LayerNormLSTM(**{"input_size": 4, "hidden_size": 6, **kwargs})
+
+
+def test_bad_input():
+    layer = fastrnn.LayerNormLSTM(4, 6, num_layers=2)
+    x = torch.randn(5, 3, 4)
+    with pytest.raises(fastrnn.InvalidShapeError, match="input_size. Expected 4, got 5"):
+        layer(torch.randn(5, 3, 5))
+    with pytest.raises(fastrnn.IncompatibleTensorError, match="like the parameters"):
+        layer(x.double())
+    with pytest.raises(fastrnn.NotATensorError):
+        layer([1, 2, 3])
+    with pytest.raises(fastrnn.NotAStatePairError):
+        layer(x, torch.zeros(2, 3, 6))
+    with pytest.raises(fastrnn.InvalidShapeError, match=r"h_0 must have shape \(2, 3, 6\)"):
+        layer(x, (torch.zeros(1, 3, 6), torch.zeros(2, 3, 6)))
+    with pytest.raises(fastrnn.IncompatibleTensorError, match="c_0 must be torch.float32"):
+        layer(x, (torch.zeros(2, 3, 6), torch.zeros(2, 3, 6, dtype=torch.float64)))
+
+
+def test_operator_checks_its_arguments():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here")
+    T, B, H = 3, 2, 4
+    good = dict(input_gates=torch.randn(T, B, 4 * H), h0=torch.zeros(B, H),
+                c0=torch.zeros(B, H), w_hh=torch.randn(4 * H, H), gamma_hh=torch.ones(4 * H),
+                gamma_c=torch.ones(H), beta_c=None, lengths=None, reverse=False, eps=1e-5)
+    cases = [(dict(h0=torch.zeros(B, H + 1)), r"h0 must have shape \[2, 4\]"),
+             (dict(w_hh=torch.randn(4 * H, H).double()), "w_hh must be Float"),
+             (dict(lengths=torch.tensor([4, 1])), r"lengths must lie in \[0, T=3\]"),
+             (dict(input_gates=torch.randn(T, B, 7)), "input_gates must be 3-D"),
+             (dict(eps=0.0), "eps must be positive")]
+    for change, match in cases:
+        with pytest.raises(RuntimeError, match=match):
+            ops.layernorm_lstm_forward(**{**good, **change})
+
+
+def test_opcheck():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here")
+    torch.manual_seed(0)
+    T, B, H = 3, 2, 4
+    forward_args = (torch.randn(T, B, 4 * H), torch.randn(B, H), torch.randn(B, H),
+                    torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(H), torch.randn(H),
+                    torch.tensor([3, 1]), True, 1e-5)
+    torch.library.opcheck(ops.layernorm_lstm_forward.default, forward_args,
+                          test_utils=("test_schema", "test_faketensor"))
+    _, _, _, *saved = ops.layernorm_lstm_forward(*forward_args)
+    backward_args = (torch.randn(T, B, H), None, torch.randn(B, H), *forward_args[3:7],
+                     *saved, forward_args[7], True)
+    torch.library.opcheck(ops.layernorm_lstm_backward.default, backward_args,
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.slow
+def test_compiles_fullgraph():
+    torch.manual_seed(0)
+    layer = fastrnn.LayerNormLSTM(5, 6, num_layers=2)
+    x = torch.randn(4, 2, 5, requires_grad=True)
+    got = torch.compile(layer, fullgraph=True)(x)[0]
+    torch.testing.assert_close(got, layer(x)[0])
+    got.sum().backward()
+    assert x.grad is not None and layer.weight_hh_l0.grad is not None
+
+
+def test_double_backward_of_the_fused_operator_raises():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here")
+    layer = fastrnn.LayerNormLSTM(3, 4, dtype=torch.float64)
+    x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"gradients of gradients \(create_graph=True\)"):
+        torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
+    grad, = torch.autograd.grad(layer(x)[0].sum(), x)  # first order as usual
+    assert grad.shape == x.shape
