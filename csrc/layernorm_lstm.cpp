@@ -17,10 +17,8 @@
 //
 // This operator lives outside the shared sequence walks (sequence/) and has no CUDA
 // back-end yet: the layer runs its ATen formulation there (fastrnn/layernorm.py).
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <vector>
 
 #include "checks.h"
