@@ -14,15 +14,34 @@ namespace fastrnn {
 namespace cells {
 inline namespace FASTRNN_CPU_LEVEL {  // see common.h
 
+// The gates and the new cell state from the pre-activations (the layer-normalised LSTM
+// shares this part: cells/layernorm_lstm.h).
 template <class V>
-FASTRNN_HD void lstm_forward(V a_i, V a_f, V a_g, V a_o, V c_prev,
-                             V& i, V& f, V& g, V& o, V& c, V& h) {
+FASTRNN_HD void lstm_gates(V a_i, V a_f, V a_g, V a_o, V c_prev,
+                           V& i, V& f, V& g, V& o, V& c) {
   i = sigmoid(a_i);
   f = sigmoid(a_f);
   g = tanh_act(a_g);
   o = sigmoid(a_o);
   c = f * c_prev + i * g;
+}
+
+template <class V>
+FASTRNN_HD void lstm_forward(V a_i, V a_f, V a_g, V a_o, V c_prev,
+                             V& i, V& f, V& g, V& o, V& c, V& h) {
+  lstm_gates(a_i, a_f, a_g, a_o, c_prev, i, f, g, o, c);
   h = o * tanh_act(c);
+}
+
+// Backward through c = f c_prev + i g, dc the whole gradient reaching c.
+template <class V>
+FASTRNN_HD void lstm_cell_backward(V i, V f, V g, V c_prev, V dc,
+                                   V& da_i, V& da_f, V& da_g, V& dc_prev) {
+  const V one(1);
+  da_i = dc * g * i * (one - i);
+  da_f = dc * c_prev * f * (one - f);
+  da_g = dc * i * (one - g * g);
+  dc_prev = dc * f;
 }
 
 // dh: gradient reaching this step's output h (from the layer above and from step t+1);
@@ -33,11 +52,8 @@ FASTRNN_HD void lstm_backward(V i, V f, V g, V o, V c_prev, V c, V dh, V dc_next
   const V one(1);
   const V tanh_c = tanh_act(c);
   const V dc = dc_next + dh * o * (one - tanh_c * tanh_c);
-  da_i = dc * g * i * (one - i);
-  da_f = dc * c_prev * f * (one - f);
-  da_g = dc * i * (one - g * g);
+  lstm_cell_backward(i, f, g, c_prev, dc, da_i, da_f, da_g, dc_prev);
   da_o = dh * tanh_c * o * (one - o);
-  dc_prev = dc * f;
 }
 
 }  // namespace FASTRNN_CPU_LEVEL

@@ -110,9 +110,9 @@ void forward_rows(const LayerNormLstmForwardArgs& a, int64_t s, int64_t t) {
       for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         V i, f, g, o, c;
-        cells::layernorm_lstm_gates(lanes.load(gate + j), lanes.load(gate + H + j),
-                                    lanes.load(gate + 2 * H + j), lanes.load(gate + 3 * H + j),
-                                    lanes.load(c_prev + j), i, f, g, o, c);
+        cells::lstm_gates(lanes.load(gate + j), lanes.load(gate + H + j),
+                          lanes.load(gate + 2 * H + j), lanes.load(gate + 3 * H + j),
+                          lanes.load(c_prev + j), i, f, g, o, c);
         lanes.store(gate + j, i);
         lanes.store(gate + H + j, f);
         lanes.store(gate + 2 * H + j, g);
@@ -137,12 +137,13 @@ void forward_rows(const LayerNormLstmForwardArgs& a, int64_t s, int64_t t) {
 }
 
 // The rows of processing step s (time t), before the product that hands d_rec back to h.
+// scratch: [B, H], the gradient reaching LN(c).
 template <class S>
-void backward_rows(const LayerNormLstmBackwardArgs& a, int64_t s, int64_t t) {
+void backward_rows(const LayerNormLstmBackwardArgs& a, int64_t s, int64_t t, S* scratch_rows) {
   const int64_t B = a.B, H = a.H, G = 4 * H;
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    std::vector<S> scratch(H);
     for (int64_t b = b0; b < b1; ++b) {
+      S* scratch = scratch_rows + b * H;
       S* da = row<S>(a.grad_gates, t, b, B, G);
       S* d_rec = row<S>(a.grad_recurrent, s, b, B, G);
       S* dn = row<S>(a.grad_cell_norm, t, b, B, H);
@@ -176,17 +177,17 @@ void backward_rows(const LayerNormLstmBackwardArgs& a, int64_t s, int64_t t) {
                                               grad_h, da_o, d_n);
         lanes.store(da + 3 * H + j, da_o);
         lanes.store(dn + j, d_n);
-        lanes.store(scratch.data() + j, d_n * lanes.load(gamma_c + j));
+        lanes.store(scratch + j, d_n * lanes.load(gamma_c + j));
       });
-      normalisation_backward(scratch.data(), c_hat, c_rstd, H, scratch.data());
+      normalisation_backward(scratch, c_hat, c_rstd, H, scratch);
       // c = f c_prev + i g, its gradient from step t+1 and through h
       for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         V da_i, da_f, da_g, dc_prev;
-        cells::layernorm_lstm_cell_backward(
+        cells::lstm_cell_backward(
             lanes.load(gate + j), lanes.load(gate + H + j), lanes.load(gate + 2 * H + j),
-            lanes.load(c_prev + j), lanes.load(dc + j) + lanes.load(scratch.data() + j), da_i,
-            da_f, da_g, dc_prev);
+            lanes.load(c_prev + j), lanes.load(dc + j) + lanes.load(scratch + j), da_i, da_f,
+            da_g, dc_prev);
         lanes.store(da + j, da_i);
         lanes.store(da + H + j, da_f);
         lanes.store(da + 2 * H + j, da_g);
@@ -221,8 +222,9 @@ void backward_sequence(const LayerNormLstmBackwardArgs& a) {
   const int64_t H = a.H, G = 4 * H;
   CpuDevice device;
   device.prepare<S>(a.T, a.B, {{a.w_hh, G, H, 1}}, /*transposed_b=*/false);
+  std::vector<S> scratch(a.B * H);  // once per call, not per step
   for (int64_t s = a.T - 1; s >= 0; --s) {
-    backward_rows<S>(a, s, time_of(s, a.T, a.reverse));
+    backward_rows<S>(a, s, time_of(s, a.T, a.reverse), scratch.data());
     // dh_prev = d_rec W_hh; finished rows' d_rec is 0, so their dh passes through
     device.gemm(false, false, a.B, H, G, row<S>(a.grad_recurrent, s, 0, a.B, G), G,
                 static_cast<const S*>(a.w_hh), H, 1.0, a.dh, H, true);
