@@ -194,4 +194,49 @@ struct LayerNormLstmBackwardArgs {
   void* grad_cell_norm;     // [T, B, H] out: d (gamma_c LN(c) + beta_c), by time step
 };
 
+// The layer-normalised GRU (csrc/layernorm_gru.cpp), both reset forms: float32 or float64,
+// every buffer contiguous. hs and reset_h are indexed by processing step, everything else
+// by time step, as for the LSTM above.
+struct LayerNormGruForwardArgs {
+  bool float64;
+  int64_t T, B, H;
+  double eps;
+  const int64_t* lengths;
+  bool reverse;
+  bool reset_after;         // torch.nn's form; else Cho et al.'s (reset before the product)
+  const void* input_gates;  // [T, B, 3H] the input side, LN(x W_ih^T) gamma_ih + biases
+  const void* w_hh;         // [3H, H]
+  const void* gamma_hh;     // [3H]
+  const void* beta_n;       // [H] or null: the candidate's recurrent LN bias
+  void* hs;                 // [T+1, B, H]
+  void* output;             // [T, B, H]
+  void* gates;              // [T, B, 3H] post-activation r, z, n
+  void* recurrent_hat;      // [T, B, 3H] the normalised recurrent products
+  void* rstd;               // [T, B, 2] 1/sqrt(var + eps): of the whole product (reset
+                            // after) or of its r,z part and of its n part (reset before)
+  void* reset_h;            // [T, B, H] r * h_prev (reset before; unused otherwise)
+  void* recurrent;          // [B, 3H] scratch: the step's recurrent products
+};
+
+struct LayerNormGruBackwardArgs {
+  bool float64;
+  int64_t T, B, H;
+  const int64_t* lengths;
+  bool reverse;
+  bool reset_after;
+  const void* grad_output;  // [T, B, H] or null
+  const void* w_hh;
+  const void* gamma_hh;
+  const void* beta_n;
+  const void* hs;           // the forward's buffers, as above
+  const void* gates;
+  const void* recurrent_hat;
+  const void* rstd;
+  void* dh;                 // [B, H] in: d h_n; out: d h_0
+  void* grad_gates;         // [T, B, 3H] out: d input_gates, by time step
+  void* grad_norm;          // [T, B, 3H] out: d (gamma_hh LN(.) + beta), by time step
+  void* grad_recurrent;     // [T, B, 3H] out: d of the recurrent products, by processing step
+  void* scratch;            // [B, H] (reset before): d (r * h_prev) of one step
+};
+
 }  // namespace fastrnn

@@ -8,7 +8,7 @@ import torch  # noqa: E402
 from . import _ops  # noqa: E402
 from .modules import (GRU, LSTM, RNN, IncompatibleTensorError, InvalidShapeError,  # noqa: E402
                       NotAStatePairError, NotATensorError, convert, to_torch)
-from .layernorm import LayerNormLSTM  # noqa: E402
+from .layernorm import LayerNormGRU, LayerNormLSTM  # noqa: E402
 
 torch.ops.fastrnn.cpu_cache_stats()  # a bad FASTRNN_CPU_CACHE_MB is an error here, not later
 
@@ -77,7 +77,7 @@ def empty_cache():
     torch.ops.fastrnn.cpu_cache_release()
 
 
-__all__ = ["LSTM", "GRU", "RNN", "IncompatibleTensorError", "InvalidShapeError", "NotATensorError",
-           "NotAStatePairError",
+__all__ = ["LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU", "IncompatibleTensorError",
+           "InvalidShapeError", "NotATensorError", "NotAStatePairError",
            "convert", "to_torch", "build_info",
            "cpu_cache_info", "set_cpu_cache_limit", "empty_cache"]

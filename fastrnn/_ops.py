@@ -35,7 +35,7 @@ ops = torch.ops.fastrnn
 OPERATORS = (
     "linear", "linear_weight_grads", "lstm_forward", "lstm_backward", "gru_forward",
     "gru_backward", "rnn_forward", "rnn_backward", "stack_forward", "layernorm_lstm_forward",
-    "layernorm_lstm_backward",
+    "layernorm_lstm_backward", "layernorm_gru_forward", "layernorm_gru_backward",
 )
 
 
@@ -170,6 +170,29 @@ def _layernorm_lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, gamma_h
     grad_beta_c = new((H,)) if beta_c is not None else _empty(gates)
     return [new((T, B, G)), new((B, H)), new((B, H)), new((G, H)), new((G,)), new((H,)),
             grad_beta_c]
+
+
+@torch.library.register_fake("fastrnn::layernorm_gru_forward")
+def _layernorm_gru_forward_fake(input_gates, h0, w_hh, gamma_hh, beta_n, lengths, reverse,
+                                reset_after, eps):
+    _check_devices("layernorm_gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh,
+                   gamma_hh=gamma_hh, beta_n=beta_n, lengths=lengths)
+    T, B, G = input_gates.shape
+    H = G // GATES["gru"]
+    new = input_gates.new_empty
+    reset_h = _empty(input_gates) if reset_after else new((T, B, H))
+    return [new((T, B, H)), new((B, H)), new((T + 1, B, H)), new((T, B, G)), new((T, B, G)),
+            new((T, B, 2)), reset_h]
+
+
+@torch.library.register_fake("fastrnn::layernorm_gru_backward")
+def _layernorm_gru_backward_fake(grad_output, grad_h_n, w_hh, gamma_hh, beta_n, hs, gates,
+                                 recurrent_hat, rstd, reset_h, lengths, reverse, reset_after):
+    T, B, G = gates.shape
+    H = G // GATES["gru"]
+    new = gates.new_empty
+    grad_beta_n = new((H,)) if beta_n is not None else _empty(gates)
+    return [new((T, B, G)), new((B, H)), new((G, H)), new((G,)), grad_beta_n]
 
 
 @torch.library.register_fake("fastrnn::gru_forward")

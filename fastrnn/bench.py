@@ -42,7 +42,13 @@ CELLS = {
     # torch.nn has no reset_after=False GRU: its own GRU is the nearest baseline
     "gru_reset_after_false": (torch.nn.GRU, fastrnn.GRU, {}, {"reset_after": False}),
     "rnn": (torch.nn.RNN, fastrnn.RNN, {"nonlinearity": "tanh"}, {}),
+    # torch.nn has no layer-normalised cells: the baseline is the step loop a user writes
+    # (fastrnn.cell_loops), eager and with its step compiled; asked for by name only
+    "layernorm_lstm": (None, fastrnn.LayerNormLSTM, {}, {}),
+    "layernorm_gru": (None, fastrnn.LayerNormGRU, {}, {}),
 }
+TORCH_CELLS = ("lstm", "gru", "gru_reset_after_false", "rnn")  # the default grid's
+LOOP_BASELINES = ("eager loop", "compiled step loop")
 
 
 @dataclass
@@ -57,6 +63,7 @@ class Case:
     generation: bool = False  # one step at a time, state carried across calls
     label: str = ""
     packed: bool = False      # a PackedSequence, lengths drawn between T/2 and T
+    baseline: str = "torch.nn"  # or, for the layer-normalised cells, one of LOOP_BASELINES
 
     def describe(self):
         if self.generation:
@@ -64,13 +71,14 @@ class Case:
                     f"H={self.hidden} L={self.layers}")
         return (f"{self.cell} T={self.seq} B={self.batch} I={self.input} H={self.hidden} "
                 f"L={self.layers}{' bi' if self.bidirectional else ''}"
-                f"{' packed' if self.packed else ''}")
+                f"{' packed' if self.packed else ''}"
+                f"{'' if self.baseline == 'torch.nn' else ' vs ' + self.baseline}")
 
     def flops(self, mode):
         """The GEMM work of one call (the point-wise part is small beside it): forward,
         2 (input + hidden) G per row and step, for every layer and direction; backward about
         twice the forward; a generation step has one row per batch entry."""
-        gates = {"lstm": 4, "rnn": 1}.get(self.cell, 3) * self.hidden
+        gates = {"lstm": 4, "layernorm_lstm": 4, "rnn": 1}.get(self.cell, 3) * self.hidden
         directions = 2 if self.bidirectional else 1
         steps = 1 if self.generation else self.seq
         rows = self.batch * (0.75 if self.packed else 1.0)  # mean length 3T/4
@@ -102,11 +110,15 @@ class Result:
 
 
 def make_layers(case, device, dtype):
+    """The baseline and the fastrnn layer of a case, with the same parameters."""
     torch_cls, fast_cls, common, fast_only = CELLS[case.cell]
     kwargs = dict(num_layers=case.layers, bidirectional=case.bidirectional, device=device,
                   dtype=dtype, **common)
-    reference = torch_cls(case.input, case.hidden, **kwargs)
     fast = fast_cls(case.input, case.hidden, **kwargs, **fast_only)
+    if torch_cls is None:
+        from .cell_loops import CellLoop
+        return CellLoop(fast, compiled=case.baseline == "compiled step loop"), fast
+    reference = torch_cls(case.input, case.hidden, **kwargs)
     fast.load_state_dict(reference.state_dict())
     return reference, fast
 
@@ -276,11 +288,12 @@ def onnx_runtime_available():
 def onnx_workloads(case, module, dtype):
     """ONNX Runtime running `module` (the torch.nn layer) on the same inputs as
     workloads(): {mode: fn} for forward or generate, or {} where ORT has no such case here
-    (packed input; a dtype other than float32). The export keeps the state as inputs and
-    outputs, so generation carries it from step to step as the layers do."""
+    (packed input; a dtype other than float32; the layer-normalised cells). The export
+    keeps the state as inputs and outputs, so generation carries it from step to step as
+    the layers do."""
     import onnxruntime
-    if case.packed or dtype != torch.float32:
-        return {}
+    if case.packed or dtype != torch.float32 or case.baseline != "torch.nn":
+        return {}  # (a cell loop is no torch.nn layer: nothing of ORT's to compare)
     steps = 1 if case.generation else case.seq
     x = torch.randn(steps, case.batch, case.input, dtype=dtype)
     directions = 2 if case.bidirectional else 1
@@ -368,7 +381,15 @@ def preset_cases(preset, cells):
     long    long sequences: T=2048, B=16, I=128, H=256
     device  the GPU check against cuDNN: LSTM and both GRUs, 1 and 4 bidirectional layers,
             B=1, 8, 64, at T=256, I=128, H=512
+    The layer-normalised cells (layernorm_lstm, layernorm_gru), when named, run against the
+    user's eager step loop and that loop with its step compiled, at T=256 B=64 I=128 H=512,
+    one layer ("quick") or a 3-layer bidirectional stack ("seed").
     """
+    loop_cells = [cell for cell in cells if CELLS[cell][0] is None]
+    cells = [cell for cell in cells if CELLS[cell][0] is not None]
+    loop_cases = [Case(cell, 256, 64, 128, 512, *((3, True) if preset == "seed" else ()),
+                       baseline=baseline)
+                  for cell in loop_cells for baseline in LOOP_BASELINES]
     cases = []
     if preset == "device":
         cases += [Case(cell, 256, batch, 128, 512, layers, True)
@@ -391,19 +412,20 @@ def preset_cases(preset, cells):
                   for cell in cells if cell in ("lstm", "gru")]
         cases += [Case(cell, 32, 1, 128, 512, 3, generation=True)
                   for cell in cells if cell in ("lstm", "gru")]
-    return cases
+    return loop_cases + cases
 
 
 def select_cases(args):
     cells = args.cells.split(",") if args.cells else (
-        ["lstm", "gru", "gru_reset_after_false"] if args.preset == "device" else list(CELLS))
+        ["lstm", "gru", "gru_reset_after_false"] if args.preset == "device" else list(TORCH_CELLS))
     for cell in cells:
         if cell not in CELLS:
             raise SystemExit(f"unknown cell {cell!r}; choose from {', '.join(CELLS)}")
     if args.seq or args.batch or args.hidden or args.input or args.layers or args.bidirectional:
         return [Case(cell, args.seq or 256, args.batch or 64, args.input or 128,
-                     args.hidden or 512, args.layers or 1, args.bidirectional)
-                for cell in cells]
+                     args.hidden or 512, args.layers or 1, args.bidirectional, baseline=baseline)
+                for cell in cells
+                for baseline in (("torch.nn",) if CELLS[cell][0] else LOOP_BASELINES)]
     return preset_cases(args.preset, cells)
 
 
@@ -418,8 +440,10 @@ def format_table(results, title, peak_gflops=float("nan")):
         return "n/a" if not mb or mb != mb else f"{mb:.1f}"  # nan or 0: nothing measured
 
     with_onnx = any(r.onnx_ms == r.onnx_ms for r in results)  # any ORT time (not nan)
-    header = ["case", "mode", "torch.nn ms (min-max)", "fastrnn ms (min-max)", "speed-up",
-              "% of peak", "peak MB torch / fastrnn"]
+    baseline = ("torch.nn" if all(r.case.baseline == "torch.nn" for r in results)
+                else "baseline")  # the loops of the layer-normalised cells (see the case)
+    header = ["case", "mode", f"{baseline} ms (min-max)", "fastrnn ms (min-max)", "speed-up",
+              "% of peak", f"peak MB {'torch' if baseline == 'torch.nn' else baseline} / fastrnn"]
     if with_onnx:
         header[5:5] = ["ONNX Runtime ms (min-max)", "vs ORT"]
     rows = []

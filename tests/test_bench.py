@@ -81,3 +81,31 @@ def test_generation_reports_the_weights_read_bound(capsys):
     assert result.mode == "generate" and 0 < result.read_bound_ms < math.inf
     table = bench.format_table([result], "title", peak_gflops=100.0)
     assert f"of read ({result.read_bound_ms:.3f})" in table
+
+
+def test_layernorm_cells_run_against_the_users_loops(capsys):
+    results = bench.run(["--cells", "layernorm_lstm,layernorm_gru", *TINY, "--modes",
+                         "forward+backward"])
+    assert [(r.case.cell, r.case.baseline) for r in results] == [
+        (cell, baseline) for cell in ("layernorm_lstm", "layernorm_gru")
+        for baseline in bench.LOOP_BASELINES]
+    assert all(math.isnan(r.onnx_ms) for r in results)  # a loop is no layer ORT runs
+    printed = capsys.readouterr().out
+    assert "baseline ms (min-max)" in printed and "vs compiled step loop" in printed
+
+
+def test_cell_loop_is_the_layers_mathematics():
+    import torch
+
+    import fastrnn
+    from fastrnn.cell_loops import CellLoop
+    torch.manual_seed(0)
+    for layer in (fastrnn.LayerNormLSTM(4, 5, num_layers=2, bidirectional=True),
+                  fastrnn.LayerNormGRU(4, 5, reset_after=False), fastrnn.LayerNormGRU(4, 5)):
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        x = torch.randn(6, 3, 4)
+        torch.testing.assert_close(CellLoop(layer)(x)[0], layer(x)[0], atol=1e-5, rtol=1e-4)
+    with pytest.raises(TypeError, match="wraps a fastrnn.LayerNormLSTM or LayerNormGRU"):
+        CellLoop(fastrnn.LSTM(4, 5))

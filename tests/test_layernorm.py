@@ -1,6 +1,6 @@
-"""fastrnn.LayerNormLSTM against the plain-PyTorch float64 reference
-(fastrnn.testing.reference_layernorm_lstm), forward and every gradient, on the fused CPU
-operator and on the ATen path that runs where it has no kernel."""
+"""fastrnn.LayerNormLSTM and LayerNormGRU (both reset forms) against the plain-PyTorch float64
+reference (fastrnn.testing.reference_layernorm_lstm/_gru), forward and every gradient, on the
+fused CPU operators and on the ATen path that runs where they have no kernel."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -8,7 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 import fastrnn
 from fastrnn import layernorm
 from fastrnn._ops import ops
-from fastrnn.testing import reference_layernorm_lstm
+from fastrnn.testing import reference_layernorm_gru, reference_layernorm_lstm
 
 CONFIGS = [
     dict(num_layers=1),
@@ -16,6 +16,41 @@ CONFIGS = [
     dict(num_layers=2, bias=False),
     dict(num_layers=1, bidirectional=True, batch_first=True),
 ]
+
+
+# The layers under test: a constructor and the number of states it carries.
+KINDS = {
+    "lstm": (fastrnn.LayerNormLSTM, 2),
+    "gru": (fastrnn.LayerNormGRU, 1),
+    "gru_reset_before": (lambda *a, **k: fastrnn.LayerNormGRU(*a, reset_after=False, **k), 1),
+}
+
+
+@pytest.fixture(params=list(KINDS))
+def kind(request):
+    return request.param
+
+
+def _make(kind, *args, **kwargs):
+    return KINDS[kind][0](*args, **kwargs)
+
+
+def _initial(kind, shape, **kwargs):
+    """hx as the layer takes it, and its tensors."""
+    states = [torch.randn(shape, **kwargs) for _ in range(KINDS[kind][1])]
+    return (tuple(states) if len(states) == 2 else states[0]), states
+
+
+def _flat(result):
+    """(output, h_n[, c_n]) of a layer's result."""
+    output, state = result
+    return (output, *state) if isinstance(state, tuple) else (output, state)
+
+
+def _reference(layer, x, states, lengths):
+    if isinstance(layer, fastrnn.LayerNormLSTM):
+        return reference_layernorm_lstm(layer, x, tuple(states), lengths)
+    return reference_layernorm_gru(layer, x, states[0], lengths)
 
 
 def _randomised(layer):
@@ -45,45 +80,46 @@ def _grads(outputs, params, grads):
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
-def test_matches_the_reference_in_float64(path, config, lengths):
+def test_matches_the_reference_in_float64(path, kind, config, lengths):
     torch.manual_seed(0)
-    layer = _randomised(fastrnn.LayerNormLSTM(4, 6, dtype=torch.float64, **config))
+    layer = _randomised(_make(kind, 4, 6, dtype=torch.float64, **config))
     L, D = layer.num_layers, 2 if layer.bidirectional else 1
     x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(L * D, 3, 6, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(L * D, 3, 6, dtype=torch.float64, requires_grad=True)
+    hx, states = _initial(kind, (L * D, 3, 6), dtype=torch.float64, requires_grad=True)
     lens = None if lengths is None else torch.tensor(lengths)
     inp = x.transpose(0, 1) if layer.batch_first else x
     if lens is not None:
         inp = pack_padded_sequence(inp, lens, batch_first=layer.batch_first,
                                    enforce_sorted=False)
-    out, (h_n, c_n) = layer(inp, (h0, c0))
+    out, *finals = _flat(layer(inp, hx))
     if lens is not None:
         out = pad_packed_sequence(out, batch_first=layer.batch_first, total_length=5)[0]
     if layer.batch_first:
         out = out.transpose(0, 1)
-    want = reference_layernorm_lstm(layer, x, (h0, c0), lens)
-    for got, expected in zip((out, h_n, c_n), want):
+    want = _reference(layer, x, states, lens)
+    for got, expected in zip((out, *finals), want):
         torch.testing.assert_close(got, expected)
-    params = [x, h0, c0] + list(layer.parameters())
+    params = [x, *states] + list(layer.parameters())
     grads = [torch.randn_like(t) for t in want]
     if lens is not None:  # padded steps are no output: no gradient enters there
         grads[0] = grads[0] * (torch.arange(5)[:, None] < lens[None, :])[..., None]
-    for got, expected in zip(_grads((out, h_n, c_n), params, grads),
+    for got, expected in zip(_grads((out, *finals), params, grads),
                              _grads(want, params, grads)):
         torch.testing.assert_close(got, expected)
 
 
-def test_float32_is_close_to_float64(path):
+def test_float32_is_close_to_float64(path, kind):
     torch.manual_seed(0)
-    exact = _randomised(fastrnn.LayerNormLSTM(8, 16, num_layers=2, bidirectional=True,
-                                              dtype=torch.float64))
-    single = fastrnn.LayerNormLSTM(8, 16, num_layers=2, bidirectional=True)
+    exact = _randomised(_make(kind, 8, 16, num_layers=2, bidirectional=True,
+                              dtype=torch.float64))
+    single = _make(kind, 8, 16, num_layers=2, bidirectional=True)
     single.load_state_dict(exact.state_dict())
     x = torch.randn(20, 4, 8, dtype=torch.float64)
     want = exact(x)[0]
     got = single(x.float())[0]
-    torch.testing.assert_close(got.double(), want, atol=2e-5, rtol=1e-4)
+    # a norm over a short row (H=16) scales the rounding by 1/std; the SIMD activations
+    # round a few ulp off libm's
+    torch.testing.assert_close(got.double(), want, atol=5e-5, rtol=1e-4)
     x32 = x.float().requires_grad_()
     single(x32)[0].sum().backward()
     x64 = x.clone().requires_grad_()
@@ -91,15 +127,14 @@ def test_float32_is_close_to_float64(path):
     torch.testing.assert_close(x32.grad.double(), x64.grad, atol=1e-4, rtol=1e-3)
 
 
-def test_gradcheck(path):
+def test_gradcheck(path, kind):
     torch.manual_seed(0)
-    layer = _randomised(fastrnn.LayerNormLSTM(3, 4, bidirectional=True, dtype=torch.float64))
+    layer = _randomised(_make(kind, 3, 4, bidirectional=True, dtype=torch.float64))
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     names = [name for name, _ in layer.named_parameters()]
 
     def f(inp, *params):
-        out, (h, c) = torch.func.functional_call(layer, dict(zip(names, params)), (inp,))
-        return out, h, c
+        return _flat(torch.func.functional_call(layer, dict(zip(names, params)), (inp,)))
     params = [p.detach().clone().requires_grad_() for p in layer.parameters()]
     assert torch.autograd.gradcheck(f, (x, *params))
 
@@ -141,9 +176,9 @@ def test_layouts_and_state_dict():
     assert len(list(fastrnn.LayerNormLSTM(4, 6, bias=False).parameters())) == 5
 
 
-def test_training_runs_dropout_and_backward():
+def test_training_runs_dropout_and_backward(kind):
     torch.manual_seed(0)
-    layer = fastrnn.LayerNormLSTM(4, 6, num_layers=2, dropout=0.5)
+    layer = _make(kind, 4, 6, num_layers=2, dropout=0.5)
     x = torch.randn(5, 3, 4, requires_grad=True)
     out = layer(x)[0]
     out.sum().backward()
@@ -152,11 +187,11 @@ def test_training_runs_dropout_and_backward():
     torch.testing.assert_close(layer(x)[0], layer(x)[0], rtol=0, atol=0)
 
 
-def test_empty_sequence_and_batch():
-    layer = fastrnn.LayerNormLSTM(4, 6)
-    out, (h, c) = layer(torch.randn(0, 2, 4))
+def test_empty_sequence_and_batch(kind):
+    layer = _make(kind, 4, 6)
+    out, h, *_ = _flat(layer(torch.randn(0, 2, 4)))
     assert out.shape == (0, 2, 6) and torch.equal(h, torch.zeros(1, 2, 6))
-    out, (h, c) = layer(torch.randn(3, 0, 4))
+    out, *_ = _flat(layer(torch.randn(3, 0, 4)))
     assert out.shape == (3, 0, 6)
 
 
@@ -223,9 +258,9 @@ def test_opcheck():
 
 
 @pytest.mark.slow
-def test_compiles_fullgraph():
+def test_compiles_fullgraph(kind):
     torch.manual_seed(0)
-    layer = fastrnn.LayerNormLSTM(5, 6, num_layers=2)
+    layer = _make(kind, 5, 6, num_layers=2)
     x = torch.randn(4, 2, 5, requires_grad=True)
     got = torch.compile(layer, fullgraph=True)(x)[0]
     torch.testing.assert_close(got, layer(x)[0])
@@ -233,12 +268,113 @@ def test_compiles_fullgraph():
     assert x.grad is not None and layer.weight_hh_l0.grad is not None
 
 
-def test_double_backward_of_the_fused_operator_raises():
+def test_double_backward_of_the_fused_operator_raises(kind):
     if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
         pytest.skip("no fused LayerNormLSTM kernel here")
-    layer = fastrnn.LayerNormLSTM(3, 4, dtype=torch.float64)
+    layer = _make(kind, 3, 4, dtype=torch.float64)
     x = torch.randn(4, 2, 3, dtype=torch.float64, requires_grad=True)
     with pytest.raises(RuntimeError, match=r"gradients of gradients \(create_graph=True\)"):
         torch.autograd.grad(layer(x)[0].sum(), x, create_graph=True)
     grad, = torch.autograd.grad(layer(x)[0].sum(), x)  # first order as usual
     assert grad.shape == x.shape
+
+
+# ---- the GRU's own
+
+
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_fused_gru_operator_gradcheck_with_lengths(reset_after):
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormGRU kernel here")
+    torch.manual_seed(0)
+    T, B, H = 4, 3, 3
+    args = [torch.randn(T, B, 3 * H), torch.randn(B, H), torch.randn(3 * H, H),
+            torch.randn(3 * H), torch.randn(H)]
+    args = [a.double().requires_grad_() for a in args]
+    for reverse in (False, True):
+        def f(*tensors):
+            return layernorm._LayerNormGruFunction.apply(*tensors, torch.tensor([4, 1, 3]),
+                                                         reverse, reset_after, 1e-5)
+        assert torch.autograd.gradcheck(f, args)
+
+
+def test_gru_layouts_and_state_dict():
+    torch.manual_seed(0)
+    layer = fastrnn.LayerNormGRU(4, 6, num_layers=2, bidirectional=True, reset_after=False)
+    names = [name for name, _ in layer.named_parameters()]
+    assert names[:6] == ["weight_ih_l0", "weight_hh_l0", "layer_norm_ih_weight_l0",
+                         "layer_norm_ih_bias_l0", "layer_norm_hh_weight_l0",
+                         "layer_norm_hh_bias_l0"]
+    assert names[6] == "weight_ih_l0_reverse" and len(names) == 24
+    assert layer.weight_ih_l1.shape == (18, 12) and layer.layer_norm_hh_bias_l1.shape == (18,)
+    out, h = layer(torch.randn(5, 3, 4))
+    assert out.shape == (5, 3, 12) and h.shape == (4, 3, 6)
+    out, h = layer(torch.randn(5, 4), torch.zeros(4, 6))  # unbatched
+    assert out.shape == (5, 12) and h.shape == (4, 6)
+    copy = fastrnn.LayerNormGRU(4, 6, num_layers=2, bidirectional=True, reset_after=False)
+    copy.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 3, 4)
+    torch.testing.assert_close(copy(x)[0], layer(x)[0], rtol=0, atol=0)
+    assert "reset_after=False" in repr(layer) and "bidirectional=True" in repr(layer)
+    assert len(list(fastrnn.LayerNormGRU(4, 6, bias=False).parameters())) == 4
+
+
+def test_gru_reset_forms_differ_and_bias_n_is_inside_the_reset():
+    """The two forms are different functions of the same parameters; reset after, the n
+    rows of the recurrent LN bias are scaled by r (b_hn in torch.nn.GRU)."""
+    torch.manual_seed(0)
+    after = _randomised(fastrnn.LayerNormGRU(4, 6, dtype=torch.float64))
+    before = fastrnn.LayerNormGRU(4, 6, reset_after=False, dtype=torch.float64)
+    before.load_state_dict(after.state_dict())
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    assert not torch.allclose(after(x)[0], before(x)[0])
+    moved = fastrnn.LayerNormGRU(4, 6, dtype=torch.float64)
+    moved.load_state_dict(after.state_dict())
+    with torch.no_grad():  # b_hn moved to the input side gives another function
+        moved.layer_norm_ih_bias_l0[12:] += moved.layer_norm_hh_bias_l0[12:]
+        moved.layer_norm_hh_bias_l0[12:] = 0
+    assert not torch.allclose(after(x)[0], moved(x)[0])
+
+
+def test_gru_bad_arguments_and_input():
+    with pytest.raises(TypeError, match="reset_after should be of type bool"):
+        fastrnn.LayerNormGRU(4, 6, reset_after=0)
+    layer = fastrnn.LayerNormGRU(4, 6, num_layers=2)
+    x = torch.randn(5, 3, 4)
+    with pytest.raises(fastrnn.NotATensorError, match="LayerNormGRU: hx must be a Tensor"):
+        layer(x, (torch.zeros(2, 3, 6),))
+    with pytest.raises(fastrnn.InvalidShapeError, match=r"h_0 must have shape \(2, 3, 6\)"):
+        layer(x, torch.zeros(1, 3, 6))
+    with pytest.raises(fastrnn.IncompatibleTensorError, match="h_0 must be torch.float32"):
+        layer(x, torch.zeros(2, 3, 6, dtype=torch.float64))
+    with pytest.raises(fastrnn.InvalidShapeError, match="LayerNormGRU: input.size"):
+        layer(torch.randn(5, 3, 5))
+
+
+def test_gru_operators_check_their_arguments_and_opcheck():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormGRU kernel here")
+    torch.manual_seed(0)
+    T, B, H = 3, 2, 4
+    good = dict(input_gates=torch.randn(T, B, 3 * H), h0=torch.zeros(B, H),
+                w_hh=torch.randn(3 * H, H), gamma_hh=torch.ones(3 * H), beta_n=None,
+                lengths=None, reverse=False, reset_after=True, eps=1e-5)
+    cases = [(dict(h0=torch.zeros(B, H + 1)), r"h0 must have shape \[2, 4\]"),
+             (dict(beta_n=torch.zeros(H).double()), "beta_n must be Float"),
+             (dict(lengths=torch.tensor([4, 1])), r"lengths must lie in \[0, T=3\]"),
+             (dict(input_gates=torch.randn(T, B, 8)), "input_gates must be 3-D"),
+             (dict(eps=-1.0), "eps must be positive")]
+    for change, match in cases:
+        with pytest.raises(RuntimeError, match=match):
+            ops.layernorm_gru_forward(**{**good, **change})
+    for reset_after in (True, False):
+        forward_args = (torch.randn(T, B, 3 * H), torch.randn(B, H), torch.randn(3 * H, H),
+                        torch.randn(3 * H), torch.randn(H), torch.tensor([3, 1]), True,
+                        reset_after, 1e-5)
+        torch.library.opcheck(ops.layernorm_gru_forward.default, forward_args,
+                              test_utils=("test_schema", "test_faketensor"))
+        _, _, *saved = ops.layernorm_gru_forward(*forward_args)
+        backward_args = (torch.randn(T, B, H), torch.randn(B, H), *forward_args[2:5], *saved,
+                         forward_args[5], True, reset_after)
+        torch.library.opcheck(ops.layernorm_gru_backward.default, backward_args,
+                              test_utils=("test_schema", "test_faketensor"))

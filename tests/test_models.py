@@ -342,3 +342,34 @@ def test_classifier_batches_cover_an_epoch_by_length(tmp_path):
     assert all(len(b) == 4 for b in batches)
     assert task.epoch_batches(1) != batches  # a new shuffle each epoch...
     assert ClassifyTask(task.settings).epoch_batches(0) == batches  # ...the same every run
+
+
+@pytest.mark.parametrize("flags, layer_type", [
+    (["--layer-norm"], "LayerNormGRU"), (["--zoneout", "0.1"], "GRU"),
+    (["--layer-norm", "--no-reset-after"], "LayerNormGRU")])
+def test_layer_norm_and_zoneout_flags_train_and_evaluate(tmp_path, flags, layer_type):
+    csv = tmp_path / "sentiment.csv"
+    write_sentiment_csv(csv)
+    metrics = train_cli.main(["classify", "--data", str(csv), "--hidden", "16", "--layers",
+                              "1", "--steps", "60", "--batch", "16", "--lr", "1e-2", *flags,
+                              "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert metrics["accuracy"] >= 0.9  # chance: 0.5
+    state = common.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    model = SentimentClassifier(**state["config"])
+    assert type(model.rnn).__name__ == layer_type
+    assert ("reset_after=False" in repr(model.rnn)) == ("--no-reset-after" in flags)
+    if "--zoneout" in flags:
+        assert model.rnn.zoneout == 0.1
+
+
+def test_recurrent_layer_options_are_checked():
+    assert type(common.recurrent_layer("lstm", 4, 6, 2, layer_norm=True)).__name__ == \
+        "LayerNormLSTM"
+    with pytest.raises(ValueError, match="torch.nn has no layer-normalised LSTM"):
+        common.recurrent_layer("lstm", 4, 6, 1, use_torch=True, layer_norm=True)
+    with pytest.raises(ValueError, match="torch.nn has no zoneout GRU"):
+        common.recurrent_layer("gru", 4, 6, 1, use_torch=True, zoneout=0.1)
+    with pytest.raises(ValueError, match="no zoneout yet"):
+        common.recurrent_layer("gru", 4, 6, 1, layer_norm=True, zoneout=0.1)
+    with pytest.raises(ValueError, match="zoneout"):
+        common.recurrent_layer("gru", 4, 6, 1, zoneout=1.5)

@@ -165,7 +165,8 @@ const SimdLevel* level() {
                               &gru_backward, &rnn_forward,   &rnn_backward};
   static const SimdLevel level{FASTRNN_NAME(FASTRNN_CPU_LEVEL), &layers, &gemv, &gemv_bf16,
                                &round_to_bf16, kTranspose32, &layernorm_lstm_forward,
-                               &layernorm_lstm_backward};
+                               &layernorm_lstm_backward, &layernorm_gru_forward,
+                               &layernorm_gru_backward};
   return &level;
 }
 

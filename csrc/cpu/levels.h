@@ -33,6 +33,9 @@ struct SimdLevel {
   // The layer-normalised LSTM's walks through a sequence, forward and backward (params.h).
   void (*layernorm_lstm_forward)(const LayerNormLstmForwardArgs& args);
   void (*layernorm_lstm_backward)(const LayerNormLstmBackwardArgs& args);
+  // The layer-normalised GRU's, both reset forms.
+  void (*layernorm_gru_forward)(const LayerNormGruForwardArgs& args);
+  void (*layernorm_gru_backward)(const LayerNormGruBackwardArgs& args);
 
   // AVX-512: oneDNN's brgemm then runs it too, where MKL on an AMD processor stays on AVX2.
   bool avx512() const { return std::strcmp(name, "avx512") == 0; }

@@ -27,11 +27,12 @@ class CharLanguageModel(nn.Module):
     """
 
     def __init__(self, cell="lstm", hidden_size=512, num_layers=3, e_dim=E_DIM,
-                 use_torch=False, reset_after=True, dropout=0.0):
+                 use_torch=False, reset_after=True, dropout=0.0, layer_norm=False,
+                 zoneout=0.0):
         super().__init__()
         self.e_dim = e_dim
         self.rnn = recurrent_layer(cell, e_dim, hidden_size, num_layers, use_torch,
-                                   reset_after, batch_first=True,
+                                   reset_after, layer_norm, zoneout, batch_first=True,
                                    dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)  # on the last layer's output too
         self.project = nn.Linear(hidden_size, e_dim)
@@ -87,7 +88,8 @@ class CharLMTask:
                             f"for sequences of {s.seq}")
         self.train_codes, self.test_codes = codes[:-held], codes[-held:]
         self.config = dict(cell=s.cell, hidden_size=s.hidden, num_layers=s.layers,
-                           reset_after=s.reset_after, dropout=s.dropout)
+                           reset_after=s.reset_after, dropout=s.dropout,
+                           layer_norm=s.layer_norm, zoneout=s.zoneout)
 
     @staticmethod
     def build(config, use_torch=False):

@@ -29,11 +29,13 @@ class SentimentClassifier(nn.Module):
     """
 
     def __init__(self, num_classes, hidden_size=512, num_layers=4, e_dim=E_DIM,
-                 use_torch=False, reset_after=True, dropout=0.0):
+                 use_torch=False, reset_after=True, dropout=0.0, layer_norm=False,
+                 zoneout=0.0):
         super().__init__()
         self.e_dim = e_dim
         self.rnn = recurrent_layer("gru", e_dim, hidden_size, num_layers, use_torch,
-                                   reset_after, bidirectional=True, batch_first=True,
+                                   reset_after, layer_norm, zoneout, bidirectional=True,
+                                   batch_first=True,
                                    dropout=dropout if num_layers > 1 else 0.0)
         self.drop = nn.Dropout(dropout)  # on the final states too: a 1-layer stack has none
         self.project_forward = nn.Linear(hidden_size, e_dim)
@@ -82,7 +84,7 @@ class ClassifyTask:
         self.batches_per_epoch = len(self.epoch_batches(0))  # the same count every epoch
         self.config = dict(num_classes=len(self.classes), hidden_size=s.hidden,
                            num_layers=s.layers, reset_after=s.reset_after,
-                           dropout=s.dropout)
+                           dropout=s.dropout, layer_norm=s.layer_norm, zoneout=s.zoneout)
 
     @staticmethod
     def build(config, use_torch=False):

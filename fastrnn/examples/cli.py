@@ -306,6 +306,11 @@ def parser():
         q.add_argument("--reset-after", action=argparse.BooleanOptionalAction, default=True,
                        help="GRU form: --no-reset-after is the handout's GRU (reset gate "
                             "before the recurrent product, fastrnn.GRU(reset_after=False))")
+        q.add_argument("--layer-norm", action="store_true",
+                       help="layer-normalised recurrent layers (fastrnn.LayerNormLSTM/GRU)")
+        q.add_argument("--zoneout", type=float, default=0.0, metavar="P",
+                       help="zoneout: each recurrent unit keeps its previous state with "
+                            "probability P in training (fastrnn's zoneout=P)")
         q.add_argument("--out", help=f"folder for the checkpoint, metrics.csv and curve.png "
                        f"(default runs/{name}, runs/{name}-torch with --torch-layers)")
         q.add_argument("--resume", action="store_true", help="continue from the checkpoint")

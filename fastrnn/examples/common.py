@@ -14,19 +14,31 @@ from .data import DataError
 
 
 def recurrent_layer(cell, input_size, hidden_size, num_layers, use_torch=False,
-                    reset_after=True, **kwargs):
+                    reset_after=True, layer_norm=False, zoneout=0.0, **kwargs):
     """An LSTM or GRU stack from fastrnn (default) or from torch.nn (`use_torch`): the same
-    parameters, so a state_dict moves between the two."""
-    if cell == "lstm":
-        cls = nn.LSTM if use_torch else fastrnn.LSTM
-        return cls(input_size, hidden_size, num_layers, **kwargs)
-    if cell != "gru":
+    parameters, so a state_dict moves between the two. `layer_norm`: fastrnn's
+    LayerNormLSTM/GRU; `zoneout`: fastrnn's zoneout probability (neither has a torch.nn
+    layer)."""
+    if cell not in ("lstm", "gru"):
         raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+    if use_torch and (layer_norm or zoneout or not reset_after):
+        what = ("layer-normalised" if layer_norm else "zoneout" if zoneout
+                else "reset_after=False")
+        raise ValueError(f"torch.nn has no {what} {cell.upper()}")
+    if layer_norm and zoneout:
+        raise ValueError("fastrnn's layer-normalised layers have no zoneout yet: choose one")
+    gru = cell == "gru"
+    if layer_norm:
+        cls, extra = (fastrnn.LayerNormGRU, {"reset_after": reset_after}) if gru else (
+            fastrnn.LayerNormLSTM, {})
+        return cls(input_size, hidden_size, num_layers, **extra, **kwargs)
     if use_torch:
-        if not reset_after:
-            raise ValueError("torch.nn has no reset_after=False GRU")
-        return nn.GRU(input_size, hidden_size, num_layers, **kwargs)
-    return fastrnn.GRU(input_size, hidden_size, num_layers, reset_after=reset_after, **kwargs)
+        return (nn.GRU if gru else nn.LSTM)(input_size, hidden_size, num_layers, **kwargs)
+    extra = {"reset_after": reset_after} if gru else {}
+    if zoneout:
+        extra["zoneout"] = zoneout
+    return (fastrnn.GRU if gru else fastrnn.LSTM)(input_size, hidden_size, num_layers,
+                                                  **extra, **kwargs)
 
 
 @dataclass
@@ -38,6 +50,8 @@ class TrainSettings:
     batch: int
     lr: float
     reset_after: bool = True  # False: the handout's GRU (reset before the product)
+    layer_norm: bool = False    # fastrnn's layer-normalised LSTM/GRU
+    zoneout: float = 0.0        # the recurrent layers' zoneout probability
     seed: int = 0
     save_every: int = 100
     warmup: int = 0             # steps of linear learning-rate warm-up

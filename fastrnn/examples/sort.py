@@ -23,13 +23,15 @@ class Sorter(nn.Module):
     """
 
     def __init__(self, n_values=32, hidden_size=512, num_layers=4, use_torch=False,
-                 reset_after=True):
+                 reset_after=True, layer_norm=False, zoneout=0.0):
         super().__init__()
         self.n_classes = n_values + 1
         self.encoder = recurrent_layer("gru", self.n_classes, hidden_size, num_layers,
-                                       use_torch, reset_after, batch_first=True)
+                                       use_torch, reset_after, layer_norm, zoneout,
+                                       batch_first=True)
         self.decoder = recurrent_layer("gru", self.n_classes, hidden_size, num_layers,
-                                       use_torch, reset_after, batch_first=True)
+                                       use_torch, reset_after, layer_norm, zoneout,
+                                       batch_first=True)
         self.project = nn.Linear(hidden_size, self.n_classes)
 
     def forward(self, numbers):
@@ -59,7 +61,8 @@ class SortTask:
     def __init__(self, settings: SortSettings):
         self.settings = s = settings
         self.config = dict(n_values=s.values, hidden_size=s.hidden, num_layers=s.layers,
-                           reset_after=s.reset_after)
+                           reset_after=s.reset_after, layer_norm=s.layer_norm,
+                           zoneout=s.zoneout)
 
     @staticmethod
     def build(config, use_torch=False):

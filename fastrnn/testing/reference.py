@@ -69,6 +69,28 @@ def layernorm_lstm_cell(x, state, w_ih, w_hh, ln_ih, ln_hh, ln_cell, eps):
     return h, (h, c)
 
 
+def layernorm_gru_cell(x, h, w_ih, w_hh, ln_ih, ln_hh, reset_after, eps):
+    """The layer-normalised GRU (haste's formulation), torch.nn's gate order r, z, n;
+    ln_*: (gain, bias or None), each [3H]. Reset before the product, the candidate's rows
+    are normalised apart from r's and z's (the product needs r first)."""
+    x_r, x_z, x_n = layer_norm(x @ w_ih.T, *ln_ih, eps).chunk(3, dim=-1)
+    gain, bias = ln_hh
+    if reset_after:
+        h_r, h_z, h_n = layer_norm(h @ w_hh.T, gain, bias, eps).chunk(3, dim=-1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+    else:
+        H = h.shape[-1]
+        part = lambda v, rows: None if v is None else v[rows]  # noqa: E731
+        rz, cand = slice(0, 2 * H), slice(2 * H, 3 * H)
+        h_r, h_z = layer_norm(h @ w_hh[rz].T, gain[rz], part(bias, rz), eps).chunk(2, dim=-1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + layer_norm((r * h) @ w_hh[cand].T, gain[cand], part(bias, cand),
+                                        eps))
+    h = (1 - z) * n + z * h
+    return h, h
+
+
 def zoneout(keep, previous, new):
     """Zoneout (Krueger et al. 2016): each unit keeps its previous state with weight keep
     (a 0/1 mask in training, the keep probability in evaluation)."""
@@ -177,26 +199,47 @@ def reference_layernorm_lstm(module, x, hx=None, lengths=None):
     """Runs a fastrnn.LayerNormLSTM's parameters through the reference. x: [T, B, I]
     time-major; hx (h_0, c_0) as the layer takes them; lengths [B]. Returns (output
     [T, B, D*H], h_n, c_n). Dropout is not applied."""
+    def cell(p, sfx, ln):
+        return lambda xt, s: layernorm_lstm_cell(xt, s, p["weight_ih" + sfx], p["weight_hh" + sfx],
+                                                 ln["ih"], ln["hh"], ln["cell"], module.eps)
+    B, H = x.shape[1], module.hidden_size
     L, D = module.num_layers, 2 if module.bidirectional else 1
-    T, B = x.shape[:2]
-    H = module.hidden_size
     h0, c0 = hx if hx is not None else (x.new_zeros((L * D, B, H)),) * 2
+    output, finals = _run_layernorm_layers(module, x, [(h0[k], c0[k]) for k in range(L * D)],
+                                           lengths, cell, ("ih", "hh", "cell"))
+    return output, torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals])
+
+
+def reference_layernorm_gru(module, x, hx=None, lengths=None):
+    """Runs a fastrnn.LayerNormGRU's parameters through the reference, in the layer's reset
+    form. x: [T, B, I] time-major; hx [num_layers * D, B, H]; lengths [B]. Returns (output
+    [T, B, D*H], h_n). Dropout is not applied."""
+    def cell(p, sfx, ln):
+        return lambda xt, s: layernorm_gru_cell(xt, s, p["weight_ih" + sfx], p["weight_hh" + sfx],
+                                                ln["ih"], ln["hh"], module.reset_after, module.eps)
+    B, H = x.shape[1], module.hidden_size
+    L, D = module.num_layers, 2 if module.bidirectional else 1
+    h0 = hx if hx is not None else x.new_zeros((L * D, B, H))
+    output, finals = _run_layernorm_layers(module, x, list(h0), lengths, cell, ("ih", "hh"))
+    return output, torch.stack(finals)
+
+
+def _run_layernorm_layers(module, x, initial, lengths, make_cell, norms):
+    """The layers and directions of a layer-normalised module; make_cell(parameters,
+    suffix, {norm: (gain, bias or None)}) gives one direction's step."""
+    D = 2 if module.bidirectional else 1
     p = dict(module.named_parameters())
-    h_n, c_n = [], []
+    finals = []
     layer_input = x
-    for layer in range(L):
+    for layer in range(module.num_layers):
         outs = []
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             ln = {part: (p[f"layer_norm_{part}_weight{sfx}"], p.get(f"layer_norm_{part}_bias{sfx}"))
-                  for part in ("ih", "hh", "cell")}
-            w_ih, w_hh = p["weight_ih" + sfx], p["weight_hh" + sfx]
-            cell = lambda xt, s: layernorm_lstm_cell(  # noqa: E731
-                xt, s, w_ih, w_hh, ln["ih"], ln["hh"], ln["cell"], module.eps)
-            k = layer * D + d
-            out, (h, c) = run_direction(cell, layer_input, (h0[k], c0[k]), lengths, d == 1)
+                  for part in norms}
+            out, state = run_direction(make_cell(p, sfx, ln), layer_input, initial[layer * D + d],
+                                       lengths, d == 1)
             outs.append(out)
-            h_n.append(h)
-            c_n.append(c)
+            finals.append(state)
         layer_input = torch.cat(outs, dim=2)
-    return layer_input, torch.stack(h_n), torch.stack(c_n)
+    return layer_input, finals
