@@ -13,7 +13,8 @@
 // biases added, computed for every step at once by the Python layer; beta_n stays apart
 // because the reset gate multiplies it in the first form. The walk is cpu/layernorm_rows.h
 // (the GRU's cell formulas of cells/gru.h around each row's statistics); a finished sequence
-// (lengths) keeps its state and writes zeros. No CUDA back-end yet: the layer runs its ATen
+// (lengths) keeps its state and writes zeros; zoneout blends h with its previous value after
+// the step, as in the LSTM. No CUDA back-end yet: the layer runs its ATen
 // formulation there (fastrnn/layernorm.py).
 #include <torch/library.h>
 
@@ -21,6 +22,7 @@
 
 #include "checks.h"
 #include "cpu/levels.h"
+#include "drivers.h"
 
 namespace fastrnn {
 namespace {
@@ -61,10 +63,15 @@ std::vector<Tensor> layernorm_gru_forward(const Tensor& input_gates_in, const Te
                                           const Tensor& w_hh_in, const Tensor& gamma_hh_in,
                                           const optional<Tensor>& beta_n_in,
                                           const optional<Tensor>& lengths_in, bool reverse,
-                                          bool reset_after, double eps) {
+                                          bool reset_after, double eps,
+                                          const optional<Tensor>& zoneout_h_in, double zoneout) {
   const char* op = "fastrnn::layernorm_gru_forward";
   check_args(op, input_gates_in, h0, w_hh_in, gamma_hh_in, beta_n_in, lengths_in);
   TORCH_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h",
+                {input_gates_in.size(0), input_gates_in.size(1), input_gates_in.size(2) / 3},
+                input_gates_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor gamma_hh = gamma_hh_in.contiguous();
   const optional<Tensor> beta_n = contiguous_or_none(beta_n_in);
@@ -84,7 +91,7 @@ std::vector<Tensor> layernorm_gru_forward(const Tensor& input_gates_in, const Te
         input_gates.data_ptr(), w_hh.data_ptr(), gamma_hh.data_ptr(),
         beta_n.has_value() ? beta_n->data_ptr() : nullptr, hs.data_ptr(), output.data_ptr(),
         gates.data_ptr(), recurrent_hat.data_ptr(), rstd.data_ptr(), reset_h.data_ptr(),
-        recurrent.data_ptr()});
+        recurrent.data_ptr(), data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
   }
   return {output, hs[T].clone(), hs, gates, recurrent_hat, rstd, reset_h};
 }
@@ -96,7 +103,7 @@ std::vector<Tensor> layernorm_gru_backward(
     const Tensor& w_hh_in, const Tensor& gamma_hh_in, const optional<Tensor>& beta_n_in,
     const Tensor& hs_in, const Tensor& gates_in, const Tensor& recurrent_hat_in,
     const Tensor& rstd_in, const Tensor& reset_h_in, const optional<Tensor>& lengths_in,
-    bool reverse, bool reset_after) {
+    bool reverse, bool reset_after, const optional<Tensor>& zoneout_h_in, double zoneout) {
   const char* op = "fastrnn::layernorm_gru_backward";
   TORCH_CHECK(gates_in.dim() == 3 && gates_in.size(2) % 3 == 0 && gates_in.size(2) > 0, op,
               ": gates must be 3-D [T, B, 3*H], got shape ", gates_in.sizes());
@@ -119,6 +126,8 @@ std::vector<Tensor> layernorm_gru_backward(
   }
   if (grad_output_in.has_value()) same("grad_output", *grad_output_in, {T, B, H});
   if (grad_h_n.has_value()) same("grad_h_n", *grad_h_n, {B, H});
+  check_zoneout(op, zoneout, zoneout_h_in, "zoneout_h", {T, B, H}, gates_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
 
   const Tensor hs = hs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor recurrent_hat = recurrent_hat_in.contiguous(), rstd = rstd_in.contiguous();
@@ -141,7 +150,7 @@ std::vector<Tensor> layernorm_gru_backward(
         gamma_hh.data_ptr(), beta_n.has_value() ? beta_n->data_ptr() : nullptr, hs.data_ptr(),
         gates.data_ptr(), recurrent_hat.data_ptr(), rstd.data_ptr(), dh.data_ptr(),
         grad_gates.data_ptr(), grad_norm.data_ptr(), grad_recurrent.data_ptr(),
-        scratch.data_ptr()});
+        scratch.data_ptr(), data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
   }
   // d W_hh: each recurrent product's gradient times what it multiplied, summed over steps
   const Tensor h_prev = hs.narrow(0, 0, T).reshape({T * B, H});
@@ -162,12 +171,13 @@ std::vector<Tensor> layernorm_gru_backward(
 TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "layernorm_gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor gamma_hh, "
-      "Tensor? beta_n, Tensor? lengths, bool reverse, bool reset_after, float eps) -> Tensor[]");
+      "Tensor? beta_n, Tensor? lengths, bool reverse, bool reset_after, float eps, "
+      "Tensor? zoneout_h=None, float zoneout=0.) -> Tensor[]");
   m.def(
       "layernorm_gru_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, "
       "Tensor gamma_hh, Tensor? beta_n, Tensor hs, Tensor gates, Tensor recurrent_hat, "
-      "Tensor rstd, Tensor reset_h, Tensor? lengths, bool reverse, bool reset_after) "
-      "-> Tensor[]");
+      "Tensor rstd, Tensor reset_h, Tensor? lengths, bool reverse, bool reset_after, "
+      "Tensor? zoneout_h=None, float zoneout=0.) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {

@@ -12,8 +12,10 @@
 // Each step is one product (the CPU Device's, on weights packed once per call) and one
 // parallel pass over the batch rows on SIMD vectors (cpu/layernorm_rows.h, at the SIMD
 // level the other CPU kernels run at; the formulas in cells/layernorm_lstm.h); a row's
-// statistics are sums over its own features, so nothing crosses rows. A finished sequence (lengths) keeps its state and writes zeros,
-// as in the other layers.
+// statistics are sums over its own features, so nothing crosses rows. A finished sequence
+// (lengths) keeps its state and writes zeros, as in the other layers; zoneout (masks drawn
+// by the layer, or the keep probability in evaluation) blends h and c with their previous
+// values after the step (cells/zoneout.h).
 //
 // This operator lives outside the shared sequence walks (sequence/) and has no CUDA
 // back-end yet: the layer runs its ATen formulation there (fastrnn/layernorm.py).
@@ -23,6 +25,7 @@
 
 #include "checks.h"
 #include "cpu/levels.h"
+#include "drivers.h"
 
 namespace fastrnn {
 namespace {
@@ -68,11 +71,17 @@ std::vector<Tensor> layernorm_lstm_forward(const Tensor& input_gates_in, const T
                                            const Tensor& gamma_hh_in, const Tensor& gamma_c_in,
                                            const optional<Tensor>& beta_c_in,
                                            const optional<Tensor>& lengths_in, bool reverse,
-                                           double eps) {
+                                           double eps, const optional<Tensor>& zoneout_h_in,
+                                           const optional<Tensor>& zoneout_c_in, double zoneout) {
   const char* op = "fastrnn::layernorm_lstm_forward";
   check_args(op, input_gates_in, h0, c0, w_hh_in, gamma_hh_in, gamma_c_in, beta_c_in,
              lengths_in);
   TORCH_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
+  const int64_t H_in = input_gates_in.size(2) / 4;
+  check_lstm_zoneout(op, zoneout_h_in, zoneout_c_in, zoneout, input_gates_in.size(0),
+                     input_gates_in.size(1), H_in, H_in, input_gates_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
+  const optional<Tensor> zoneout_c = contiguous_or_none(zoneout_c_in);
   const Tensor input_gates = input_gates_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor gamma_hh = gamma_hh_in.contiguous(), gamma_c = gamma_c_in.contiguous();
   const optional<Tensor> beta_c = contiguous_or_none(beta_c_in);
@@ -94,20 +103,23 @@ std::vector<Tensor> layernorm_lstm_forward(const Tensor& input_gates_in, const T
         input_gates.data_ptr(), w_hh.data_ptr(), gamma_hh.data_ptr(), gamma_c.data_ptr(),
         beta_c.has_value() ? beta_c->data_ptr() : nullptr, hs.data_ptr(), cs.data_ptr(),
         output.data_ptr(), gates.data_ptr(), recurrent_hat.data_ptr(), cell_hat.data_ptr(),
-        rstd.data_ptr(), recurrent.data_ptr()});
+        rstd.data_ptr(), recurrent.data_ptr(), data_or_null(zoneout_h), data_or_null(zoneout_c),
+        zoneout_probability(zoneout_h, zoneout)});
   }
   return {output, hs[T].clone(), cs[T].clone(), hs, cs, gates, recurrent_hat, cell_hat, rstd};
 }
 
 // Returns the gradients of (input_gates [T,B,4H], h0, c0, w_hh, gamma_hh, gamma_c, beta_c),
-// given those of (output, h_n, c_n) (any may be absent) and what the forward saved.
+// given those of (output, h_n, c_n and every step's cell state by time step; any may be
+// absent) and what the forward saved.
 std::vector<Tensor> layernorm_lstm_backward(
     const optional<Tensor>& grad_output_in, const optional<Tensor>& grad_h_n,
     const optional<Tensor>& grad_c_n, const Tensor& w_hh_in, const Tensor& gamma_hh_in,
     const Tensor& gamma_c_in, const optional<Tensor>& beta_c_in, const Tensor& hs_in,
     const Tensor& cs_in, const Tensor& gates_in, const Tensor& recurrent_hat_in,
     const Tensor& cell_hat_in, const Tensor& rstd_in, const optional<Tensor>& lengths_in,
-    bool reverse) {
+    bool reverse, const optional<Tensor>& zoneout_h_in, const optional<Tensor>& zoneout_c_in,
+    double zoneout, const optional<Tensor>& grad_cells_in) {
   const char* op = "fastrnn::layernorm_lstm_backward";
   TORCH_CHECK(gates_in.dim() == 3 && gates_in.size(2) % 4 == 0 && gates_in.size(2) > 0, op,
               ": gates must be 3-D [T, B, 4*H], got shape ", gates_in.sizes());
@@ -130,6 +142,11 @@ std::vector<Tensor> layernorm_lstm_backward(
   if (grad_output_in.has_value()) same("grad_output", *grad_output_in, {T, B, H});
   if (grad_h_n.has_value()) same("grad_h_n", *grad_h_n, {B, H});
   if (grad_c_n.has_value()) same("grad_c_n", *grad_c_n, {B, H});
+  if (grad_cells_in.has_value()) same("grad_cells", *grad_cells_in, {T, B, H});
+  const optional<Tensor> grad_cells = contiguous_or_none(grad_cells_in);
+  check_lstm_zoneout(op, zoneout_h_in, zoneout_c_in, zoneout, T, B, H, H, gates_in);
+  const optional<Tensor> zoneout_h = contiguous_or_none(zoneout_h_in);
+  const optional<Tensor> zoneout_c = contiguous_or_none(zoneout_c_in);
 
   const Tensor hs = hs_in.contiguous(), cs = cs_in.contiguous(), gates = gates_in.contiguous();
   const Tensor recurrent_hat = recurrent_hat_in.contiguous(), cell_hat = cell_hat_in.contiguous();
@@ -152,7 +169,9 @@ std::vector<Tensor> layernorm_lstm_backward(
         gamma_hh.data_ptr(), gamma_c.data_ptr(), beta_c.has_value() ? beta_c->data_ptr() : nullptr,
         cs.data_ptr(), gates.data_ptr(), recurrent_hat.data_ptr(), cell_hat.data_ptr(),
         rstd.data_ptr(), dh.data_ptr(), dc.data_ptr(), grad_gates.data_ptr(),
-        grad_recurrent.data_ptr(), grad_cell_norm.data_ptr()});
+        grad_recurrent.data_ptr(), grad_cell_norm.data_ptr(), data_or_null(zoneout_h),
+        data_or_null(zoneout_c), zoneout_probability(zoneout_h, zoneout),
+        data_or_null(grad_cells)});
   }
   Tensor grad_w_hh = grad_recurrent.reshape({T * B, G}).t().mm(hs.narrow(0, 0, T).reshape({T * B, H}));
   Tensor grad_gamma_hh = (grad_gates * recurrent_hat).sum({0, 1});
@@ -168,12 +187,14 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "layernorm_lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, "
       "Tensor gamma_hh, Tensor gamma_c, Tensor? beta_c, Tensor? lengths, bool reverse, "
-      "float eps) -> Tensor[]");
+      "float eps, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) "
+      "-> Tensor[]");
   m.def(
       "layernorm_lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, "
       "Tensor w_hh, Tensor gamma_hh, Tensor gamma_c, Tensor? beta_c, Tensor hs, Tensor cs, "
       "Tensor gates, Tensor recurrent_hat, Tensor cell_hat, Tensor rstd, Tensor? lengths, "
-      "bool reverse) -> Tensor[]");
+      "bool reverse, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0., "
+      "Tensor? grad_cells=None) -> Tensor[]");
 }
 
 TORCH_LIBRARY_IMPL(fastrnn, CPU, m) {

@@ -170,6 +170,11 @@ struct LayerNormLstmForwardArgs {
   void* cell_hat;           // [T, B, H] LN(c)
   void* rstd;               // [T, B, 2] 1/sqrt(var + eps) of the recurrent product and of c
   void* recurrent;          // [B, 4H] scratch: h_prev W_hh^T
+  // zoneout (cells/zoneout.h): the keep masks of h and c [T, B, H] by time step (training),
+  // or null with zoneout_p the keep weight of every unit (evaluation; 0: no zoneout)
+  const void* zoneout_h;
+  const void* zoneout_c;
+  double zoneout_p;
 };
 
 struct LayerNormLstmBackwardArgs {
@@ -192,6 +197,10 @@ struct LayerNormLstmBackwardArgs {
   void* grad_gates;         // [T, B, 4H] out: d a, by time step
   void* grad_recurrent;     // [T, B, 4H] out: d (h_prev W_hh^T), by processing step
   void* grad_cell_norm;     // [T, B, H] out: d (gamma_c LN(c) + beta_c), by time step
+  const void* zoneout_h;    // as in the forward
+  const void* zoneout_c;
+  double zoneout_p;
+  const void* grad_cells;   // [T, B, H] or null: d of every step's (carried) cell state
 };
 
 // The layer-normalised GRU (csrc/layernorm_gru.cpp), both reset forms: float32 or float64,
@@ -216,6 +225,8 @@ struct LayerNormGruForwardArgs {
                             // after) or of its r,z part and of its n part (reset before)
   void* reset_h;            // [T, B, H] r * h_prev (reset before; unused otherwise)
   void* recurrent;          // [B, 3H] scratch: the step's recurrent products
+  const void* zoneout_h;    // [T, B, H] keep masks, or null with zoneout_p (as the LSTM's)
+  double zoneout_p;
 };
 
 struct LayerNormGruBackwardArgs {
@@ -237,6 +248,8 @@ struct LayerNormGruBackwardArgs {
   void* grad_norm;          // [T, B, 3H] out: d (gamma_hh LN(.) + beta), by time step
   void* grad_recurrent;     // [T, B, 3H] out: d of the recurrent products, by processing step
   void* scratch;            // [B, H] (reset before): d (r * h_prev) of one step
+  const void* zoneout_h;    // as in the forward
+  double zoneout_p;
 };
 
 }  // namespace fastrnn

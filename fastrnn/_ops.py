@@ -149,10 +149,10 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
 
 @torch.library.register_fake("fastrnn::layernorm_lstm_forward")
 def _layernorm_lstm_forward_fake(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths,
-                                 reverse, eps):
+                                 reverse, eps, zoneout_h=None, zoneout_c=None, zoneout=0.0):
     _check_devices("layernorm_lstm_forward", "input_gates", input_gates, h0=h0, c0=c0,
                    w_hh=w_hh, gamma_hh=gamma_hh, gamma_c=gamma_c, beta_c=beta_c,
-                   lengths=lengths)
+                   lengths=lengths, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
     T, B, G = input_gates.shape
     H = G // GATES["lstm"]
     new = input_gates.new_empty
@@ -163,7 +163,8 @@ def _layernorm_lstm_forward_fake(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, b
 @torch.library.register_fake("fastrnn::layernorm_lstm_backward")
 def _layernorm_lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, gamma_hh, gamma_c,
                                   beta_c, hs, cs, gates, recurrent_hat, cell_hat, rstd, lengths,
-                                  reverse):
+                                  reverse, zoneout_h=None, zoneout_c=None, zoneout=0.0,
+                                  grad_cells=None):
     T, B, G = gates.shape
     H = G // GATES["lstm"]
     new = gates.new_empty
@@ -174,9 +175,9 @@ def _layernorm_lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, gamma_h
 
 @torch.library.register_fake("fastrnn::layernorm_gru_forward")
 def _layernorm_gru_forward_fake(input_gates, h0, w_hh, gamma_hh, beta_n, lengths, reverse,
-                                reset_after, eps):
+                                reset_after, eps, zoneout_h=None, zoneout=0.0):
     _check_devices("layernorm_gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh,
-                   gamma_hh=gamma_hh, beta_n=beta_n, lengths=lengths)
+                   gamma_hh=gamma_hh, beta_n=beta_n, lengths=lengths, zoneout_h=zoneout_h)
     T, B, G = input_gates.shape
     H = G // GATES["gru"]
     new = input_gates.new_empty
@@ -187,7 +188,8 @@ def _layernorm_gru_forward_fake(input_gates, h0, w_hh, gamma_hh, beta_n, lengths
 
 @torch.library.register_fake("fastrnn::layernorm_gru_backward")
 def _layernorm_gru_backward_fake(grad_output, grad_h_n, w_hh, gamma_hh, beta_n, hs, gates,
-                                 recurrent_hat, rstd, reset_h, lengths, reverse, reset_after):
+                                 recurrent_hat, rstd, reset_h, lengths, reverse, reset_after,
+                                 zoneout_h=None, zoneout=0.0):
     T, B, G = gates.shape
     H = G // GATES["gru"]
     new = gates.new_empty

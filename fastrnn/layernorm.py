@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _ops
+from .functional import draw_zoneout
 from .modules import (IncompatibleTensorError, InvalidShapeError, NotAStatePairError,
                       NotATensorError, _probability, _repack, _require_bool, _unpack)
 
@@ -52,50 +53,80 @@ class _LayerNormLstmFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths, reverse,
-                eps):
+                eps, zoneout_h=None, zoneout_c=None, zoneout=0.0, return_cells=False):
         output, h_n, c_n, *saved = ops.layernorm_lstm_forward(
-            input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths, reverse, eps)
-        ctx.save_for_backward(w_hh, gamma_hh, gamma_c, beta_c, lengths, *saved)
-        ctx.reverse = reverse
-        return output, h_n, c_n
+            input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths, reverse, eps,
+            zoneout_h, zoneout_c, zoneout)
+        ctx.save_for_backward(w_hh, gamma_hh, gamma_c, beta_c, lengths, zoneout_h, zoneout_c,
+                              *saved)
+        ctx.reverse, ctx.zoneout = reverse, zoneout
+        if not return_cells:
+            return output, h_n, c_n
+        return output, h_n, c_n, _cells_by_time(saved[1], lengths, reverse)
 
     @staticmethod
-    def backward(ctx, grad_output, grad_h_n, grad_c_n):
+    def backward(ctx, grad_output, grad_h_n, grad_c_n, grad_cells=None):
         if torch.is_grad_enabled():
             # the operator's gradients are not differentiable: a graph through them would
             # give silently wrong second derivatives
             raise RuntimeError("fastrnn.LayerNormLSTM: gradients of gradients "
                                "(create_graph=True) are not supported by its fused CPU "
                                "operator yet")
-        w_hh, gamma_hh, gamma_c, beta_c, lengths, *saved = ctx.saved_tensors
+        w_hh, gamma_hh, gamma_c, beta_c, lengths, zoneout_h, zoneout_c, *saved = \
+            ctx.saved_tensors
         grads = ops.layernorm_lstm_backward(grad_output, grad_h_n, grad_c_n, w_hh, gamma_hh,
-                                            gamma_c, beta_c, *saved, lengths, ctx.reverse)
+                                            gamma_c, beta_c, *saved, lengths, ctx.reverse,
+                                            zoneout_h, zoneout_c, ctx.zoneout, grad_cells)
         d_input, d_h0, d_c0, d_w_hh, d_gamma_hh, d_gamma_c, d_beta_c = grads
         return (d_input, d_h0, d_c0, d_w_hh, d_gamma_hh, d_gamma_c,
-                d_beta_c if beta_c is not None else None, None, None, None)
+                d_beta_c if beta_c is not None else None, None, None, None, None, None, None,
+                None)
+
+
+def _cells_by_time(cs, lengths, reverse):
+    """Every step's carried cell state [T, B, H] in time order, from the operator's states
+    by processing step [T+1, B, H]; zeros where a sequence has ended."""
+    cells = cs[1:].flip(0) if reverse else cs[1:]
+    if lengths is None:
+        return cells.clone()
+    running = torch.arange(cells.shape[0], device=lengths.device)[:, None] < lengths[None, :]
+    return cells * running.unsqueeze(2).to(cells.dtype)
+
+
+def _keep(mask, p, t):
+    """Zoneout's keep weights at step t: the mask's (training) or p (evaluation), or None."""
+    return mask[t] if mask is not None else (p or None)
+
+
+def _zoned(keep, previous, new):
+    return new if keep is None else new + keep * (previous - new)
 
 
 def _aten_direction(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths, reverse,
-                    eps):
+                    eps, zoneout_h=None, zoneout_c=None, zoneout=0.0, return_cells=False):
     """The recurrence of one direction as ATen ops, a step at a time: where the fused
     operator has no kernel. Finished sequences keep their state and output zeros."""
     T, B, G = input_gates.shape
     H = G // 4
-    outputs = [None] * T
+    outputs, cells = [None] * T, [None] * T
     h, c = h0, c0
     for t in (reversed(range(T)) if reverse else range(T)):
         a = input_gates[t] + F.layer_norm(h @ w_hh.t(), (G,), gamma_hh, None, eps)
         i, f, g, o = a.chunk(4, dim=1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(F.layer_norm(c_new, (H,), gamma_c, beta_c, eps))
+        h_new = _zoned(_keep(zoneout_h, zoneout, t), h, h_new)
+        c_new = _zoned(_keep(zoneout_c, zoneout, t), c, c_new)
         if lengths is None:
-            outputs[t], h, c = h_new, h_new, c_new
+            outputs[t], cells[t], h, c = h_new, c_new, h_new, c_new
         else:
             live = (lengths > t).unsqueeze(1)
-            outputs[t] = torch.where(live, h_new, 0)
+            outputs[t], cells[t] = torch.where(live, h_new, 0), torch.where(live, c_new, 0)
             h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
     output = torch.stack(outputs) if T else input_gates.new_zeros((0, B, H))
-    return output, h, c
+    if not return_cells:
+        return output, h, c
+    return output, h, c, torch.stack(cells) if T else input_gates.new_zeros((0, B, H))
 
 
 def _runs_fused(x):
@@ -108,11 +139,12 @@ class _LayerNormGruFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, input_gates, h0, w_hh, gamma_hh, beta_n, lengths, reverse, reset_after,
-                eps):
+                eps, zoneout_h=None, zoneout=0.0):
         output, h_n, *saved = ops.layernorm_gru_forward(input_gates, h0, w_hh, gamma_hh, beta_n,
-                                                        lengths, reverse, reset_after, eps)
-        ctx.save_for_backward(w_hh, gamma_hh, beta_n, lengths, *saved)
-        ctx.reverse, ctx.reset_after = reverse, reset_after
+                                                        lengths, reverse, reset_after, eps,
+                                                        zoneout_h, zoneout)
+        ctx.save_for_backward(w_hh, gamma_hh, beta_n, lengths, zoneout_h, *saved)
+        ctx.reverse, ctx.reset_after, ctx.zoneout = reverse, reset_after, zoneout
         return output, h_n
 
     @staticmethod
@@ -121,16 +153,16 @@ class _LayerNormGruFunction(torch.autograd.Function):
             raise RuntimeError("fastrnn.LayerNormGRU: gradients of gradients "
                                "(create_graph=True) are not supported by its fused CPU "
                                "operator yet")
-        w_hh, gamma_hh, beta_n, lengths, *saved = ctx.saved_tensors
+        w_hh, gamma_hh, beta_n, lengths, zoneout_h, *saved = ctx.saved_tensors
         d_input, d_h0, d_w_hh, d_gamma_hh, d_beta_n = ops.layernorm_gru_backward(
             grad_output, grad_h_n, w_hh, gamma_hh, beta_n, *saved, lengths, ctx.reverse,
-            ctx.reset_after)
+            ctx.reset_after, zoneout_h, ctx.zoneout)
         return (d_input, d_h0, d_w_hh, d_gamma_hh, d_beta_n if beta_n is not None else None,
-                None, None, None, None)
+                None, None, None, None, None, None)
 
 
 def _aten_gru_direction(input_gates, h0, w_hh, gamma_hh, beta_n, lengths, reverse,
-                        reset_after, eps):
+                        reset_after, eps, zoneout_h=None, zoneout=0.0):
     """The GRU's recurrence of one direction as ATen ops, a step at a time (see
     _aten_direction)."""
     T, B, G = input_gates.shape
@@ -149,7 +181,7 @@ def _aten_gru_direction(input_gates, h0, w_hh, gamma_hh, beta_n, lengths, revers
             r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
             n = torch.tanh(x_n + F.layer_norm((r * h) @ w_hh[2 * H:].t(), (H,),
                                               gamma_hh[2 * H:], beta_n, eps))
-        h_new = n + z * (h - n)
+        h_new = _zoned(_keep(zoneout_h, zoneout, t), h, n + z * (h - n))
         if lengths is None:
             outputs[t], h = h_new, h_new
         else:
@@ -172,7 +204,8 @@ class _LayerNormRecurrent(nn.Module):
     _STATES = None         # ("h_0", "c_0") or ("h_0",)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, eps=1e-5, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, eps=1e-5, weight_dropout=0.0, zoneout=0.0,
+                 device=None, dtype=None):
         super().__init__()
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size),
                             ("num_layers", num_layers)):
@@ -182,6 +215,8 @@ class _LayerNormRecurrent(nn.Module):
                             ("bidirectional", bidirectional)):
             _require_bool(name, value)
         self.dropout = _probability("dropout", dropout)
+        self.weight_dropout = _probability("weight_dropout", weight_dropout)
+        self.zoneout = _probability("zoneout", zoneout)
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
             raise ValueError(f"eps must be a positive number, got {eps!r}")
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
@@ -230,14 +265,21 @@ class _LayerNormRecurrent(nn.Module):
         return text
 
     _OPTIONS = (("bias", True), ("batch_first", False), ("dropout", 0.0),
-                ("bidirectional", False), ("eps", 1e-5))
+                ("bidirectional", False), ("eps", 1e-5), ("weight_dropout", 0.0),
+                ("zoneout", 0.0))
 
     def _fail(self, message, error=InvalidShapeError):
         raise error(f"fastrnn.{self._NAME}: {message}")
 
     def _weights(self, layer, direction):
+        """One layer and direction's parameters, the recurrent weight dropped out in
+        training under weight_dropout (DropConnect: one mask per call, shared by every
+        step; the parameter itself untouched)."""
         suffix = self._suffix(layer, direction)
-        return [getattr(self, prefix + suffix, None) for prefix, _, _ in self._PARAMETERS]
+        weights = [getattr(self, prefix + suffix, None) for prefix, _, _ in self._PARAMETERS]
+        if self.weight_dropout > 0 and self.training:
+            weights[1] = F.dropout(weights[1], self.weight_dropout, training=True)
+        return weights
 
     def _initial_state(self, hx, x, unbatched, sorted_indices):
         """The initial states, each [num_layers * D, B, H], in the batch's order."""
@@ -302,12 +344,20 @@ class _LayerNormRecurrent(nn.Module):
         finals = [[] for _ in self._STATES]
         layer_input = x
         for layer in range(self.num_layers):
-            outputs = []
+            outputs, cells = [], []
+            return_cells = self._returns_cells() and layer == self.num_layers - 1
             for direction in range(D):
                 k = layer * D + direction
-                out, *state = self._direction(layer_input, [s[k] for s in initial],
+                state = [s[k] for s in initial]
+                # zoneout's masks, drawn as the plain layers draw them (h's, then c's)
+                zoneout = draw_zoneout(self.zoneout, self.training,
+                                       "LSTM" if len(state) == 2 else "GRU", layer_input,
+                                       state[0], state[-1])
+                out, *state = self._direction(layer_input, state,
                                               self._weights(layer, direction), lengths,
-                                              direction == 1, fused)
+                                              direction == 1, fused, zoneout, return_cells)
+                if return_cells:
+                    cells.append(state.pop())
                 outputs.append(out)
                 for final, part in zip(finals, state):
                     final.append(part)
@@ -316,14 +366,28 @@ class _LayerNormRecurrent(nn.Module):
                 layer_input = F.dropout(layer_input, p=self.dropout, training=True)
         finals = [torch.stack(final) for final in finals]
         if packed:
-            output = _repack(layer_input, input, padded.cpu_lengths)
             if input.unsorted_indices is not None:
                 finals = [f.index_select(1, input.unsorted_indices) for f in finals]
         elif unbatched:
-            output, finals = layer_input.squeeze(1), [f.squeeze(1) for f in finals]
-        else:
-            output = layer_input.transpose(0, 1) if self.batch_first else layer_input
-        return output, (tuple(finals) if len(finals) == 2 else finals[0])
+            finals = [f.squeeze(1) for f in finals]
+        result = (self._laid_out(layer_input, input, padded if packed else None, unbatched),
+                  tuple(finals) if len(finals) == 2 else finals[0])
+        if not cells:
+            return result
+        # every step's cell states, laid out as the output is
+        cells = cells[0] if D == 1 else torch.cat(cells, dim=2)
+        return (*result, self._laid_out(cells, input, padded if packed else None, unbatched))
+
+    def _laid_out(self, sequence, input, padded, unbatched):
+        """A [T, B, width] result in the input's layout: packed, unbatched or batch_first."""
+        if padded is not None:
+            return _repack(sequence, input, padded.cpu_lengths)
+        if unbatched:
+            return sequence.squeeze(1)
+        return sequence.transpose(0, 1) if self.batch_first else sequence
+
+    def _returns_cells(self):
+        return False
 
     def _input_side(self, x, w_ih, gamma_ih, bias):
         """LN_ih(x W_ih^T) for every step at once, with the gate biases the recurrence
@@ -352,6 +416,13 @@ class LayerNormLSTM(_LayerNormRecurrent):
     ``layer_norm_ih_bias_lk``, ``layer_norm_hh_weight_lk``, ``layer_norm_hh_bias_lk`` [4H],
     ``layer_norm_cell_weight_lk``, ``layer_norm_cell_bias_lk`` [H].
 
+    Beyond torch.nn, as fastrnn's other layers: ``weight_dropout=p`` (DropConnect on
+    ``weight_hh``, one mask per call in training), ``zoneout=p`` (each unit keeps its
+    previous h and c with probability p in training, masks from torch's generator; the
+    expected value in evaluation) and ``return_cell_sequence=True`` (returns ``(output,
+    (h_n, c_n), cells)``, the last layer's cell state at every step laid out as the output,
+    zeros where a padded sequence has ended; differentiable).
+
     On the CPU in float32 and float64 the recurrence is one fused operator per layer and
     direction, forward and backward (``create_graph=True`` raises there: its gradients are
     not differentiable again).
@@ -368,13 +439,24 @@ class LayerNormLSTM(_LayerNormRecurrent):
     _PARAMETERS = tuple((prefix, is_bias, 1 if "cell" in prefix else 4)
                         for prefix, is_bias in _LSTM_PARAMETERS)
 
-    def _direction(self, x, state, weights, lengths, reverse, fused):
+    def __init__(self, *args, return_cell_sequence=False, **kwargs):
+        _require_bool("return_cell_sequence", return_cell_sequence)
+        super().__init__(*args, **kwargs)
+        self.return_cell_sequence = return_cell_sequence
+
+    _OPTIONS = _LayerNormRecurrent._OPTIONS + (("return_cell_sequence", False),)
+
+    def _returns_cells(self):
+        return self.return_cell_sequence
+
+    def _direction(self, x, state, weights, lengths, reverse, fused, zoneout, return_cells):
         w_ih, w_hh, gamma_ih, beta_ih, gamma_hh, beta_hh, gamma_c, beta_c = weights
         # the recurrent LN's bias added to the input LN's (a [4H] sum, not a pass over
         # [T, B, 4H])
         bias = beta_ih + beta_hh if beta_ih is not None else None
         args = (self._input_side(x, w_ih, gamma_ih, bias), *state, w_hh, gamma_hh, gamma_c,
-                beta_c, lengths, reverse, self.eps)
+                beta_c, lengths, reverse, self.eps, zoneout.h, zoneout.c, zoneout.p,
+                return_cells)
         if fused:
             return _LayerNormLstmFunction.apply(*args)
         return _aten_direction(*args)
@@ -396,8 +478,9 @@ class LayerNormGRU(_LayerNormRecurrent):
     normalised apart from the r and z rows (statistics over H and over 2H); the gains and
     biases are the same [3H] parameters in both forms. Arguments, inputs and outputs are
     ``torch.nn.GRU``'s (``hx`` [num_layers * D, B, H]; returns ``output, h_n``), plus
-    ``reset_after`` and ``eps``. Parameters per layer ``k`` (``_reverse`` appended for the
-    second direction): ``weight_ih_lk`` [3H, I or D*H], ``weight_hh_lk`` [3H, H],
+    ``reset_after``, ``eps``, ``weight_dropout`` and ``zoneout`` (as LayerNormLSTM's).
+    Parameters per layer ``k`` (``_reverse`` appended for the second direction):
+    ``weight_ih_lk`` [3H, I or D*H], ``weight_hh_lk`` [3H, H],
     ``layer_norm_ih_weight_lk``, ``layer_norm_ih_bias_lk``, ``layer_norm_hh_weight_lk``,
     ``layer_norm_hh_bias_lk`` [3H] (gains initialised to 1, biases to 0; the LN biases
     are the gate biases, and the n rows of ``layer_norm_hh_bias`` are inside ``r *`` in
@@ -419,14 +502,14 @@ class LayerNormGRU(_LayerNormRecurrent):
     _OPTIONS = _LayerNormRecurrent._OPTIONS + (("reset_after", True),)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, reset_after=True, eps=1e-5, device=None,
-                 dtype=None):
+                 dropout=0.0, bidirectional=False, reset_after=True, eps=1e-5,
+                 weight_dropout=0.0, zoneout=0.0, device=None, dtype=None):
         _require_bool("reset_after", reset_after)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, eps, device, dtype)
+                         bidirectional, eps, weight_dropout, zoneout, device, dtype)
         self.reset_after = reset_after
 
-    def _direction(self, x, state, weights, lengths, reverse, fused):
+    def _direction(self, x, state, weights, lengths, reverse, fused, zoneout, return_cells):
         w_ih, w_hh, gamma_ih, beta_ih, gamma_hh, beta_hh = weights
         H = self.hidden_size
         bias = beta_n = None
@@ -435,7 +518,7 @@ class LayerNormGRU(_LayerNormRecurrent):
             bias = beta_ih + F.pad(beta_hh[:2 * H], (0, H))
             beta_n = beta_hh[2 * H:]
         args = (self._input_side(x, w_ih, gamma_ih, bias), *state, w_hh, gamma_hh, beta_n,
-                lengths, reverse, self.reset_after, self.eps)
+                lengths, reverse, self.reset_after, self.eps, zoneout.h, zoneout.p)
         if fused:
             return _LayerNormGruFunction.apply(*args)
         return _aten_gru_direction(*args)

@@ -3,6 +3,7 @@ reference (fastrnn.testing.reference_layernorm_lstm/_gru), forward and every gra
 fused CPU operators and on the ATen path that runs where they have no kernel."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fastrnn
@@ -47,10 +48,10 @@ def _flat(result):
     return (output, *state) if isinstance(state, tuple) else (output, state)
 
 
-def _reference(layer, x, states, lengths):
+def _reference(layer, x, states, lengths, **options):
     if isinstance(layer, fastrnn.LayerNormLSTM):
-        return reference_layernorm_lstm(layer, x, tuple(states), lengths)
-    return reference_layernorm_gru(layer, x, states[0], lengths)
+        return reference_layernorm_lstm(layer, x, tuple(states), lengths, **options)
+    return reference_layernorm_gru(layer, x, states[0], lengths, **options)
 
 
 def _randomised(layer):
@@ -378,3 +379,169 @@ def test_gru_operators_check_their_arguments_and_opcheck():
                          forward_args[5], True, reset_after)
         torch.library.opcheck(ops.layernorm_gru_backward.default, backward_args,
                               test_utils=("test_schema", "test_faketensor"))
+
+
+# ---- zoneout and weight_dropout on the layer-normalised layers
+
+
+def _drawn_masks(layer, T, B, p, seed):
+    """The zoneout masks a training call draws: per layer and direction (layer-major) h's,
+    then (LSTM) c's, from torch's generator, as the plain layers draw them."""
+    torch.manual_seed(seed)
+    lstm = isinstance(layer, fastrnn.LayerNormLSTM)
+    masks = []
+    for _ in range(layer.num_layers * (2 if layer.bidirectional else 1)):
+        draw = [torch.bernoulli(torch.full((T, B, layer.hidden_size), p, dtype=torch.float64))
+                for _ in range(2 if lstm else 1)]
+        masks.append(tuple(draw))
+    return masks
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 4, 2]])
+def test_zoneout_in_training_matches_the_reference_with_the_same_masks(path, kind, lengths):
+    torch.manual_seed(0)
+    layer = _randomised(_make(kind, 4, 6, num_layers=2, bidirectional=True, zoneout=0.35,
+                              dtype=torch.float64))
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    lens = None if lengths is None else torch.tensor(lengths)
+    inp = x if lens is None else pack_padded_sequence(x, lens)  # sorted: no reordering
+    torch.manual_seed(21)
+    out, *finals = _flat(layer(inp))
+    if lens is not None:
+        out = pad_packed_sequence(out, total_length=5)[0]
+    masks = _drawn_masks(layer, 5, 3, 0.35, 21)
+    want = _reference(layer, x, [torch.zeros(4, 3, 6, dtype=torch.float64)] * KINDS[kind][1],
+                      lens, zoneout_keep=masks)
+    for got, expected in zip((out, *finals), want):
+        torch.testing.assert_close(got, expected)
+    params = [x] + list(layer.parameters())
+    grads = [torch.randn_like(t) for t in want]
+    if lens is not None:
+        grads[0] = grads[0] * (torch.arange(5)[:, None] < lens[None, :])[..., None]
+    for got, expected in zip(_grads((out, *finals), params, grads), _grads(want, params, grads)):
+        torch.testing.assert_close(got, expected)
+
+
+def test_zoneout_in_evaluation_is_the_expected_value(path, kind):
+    torch.manual_seed(0)
+    layer = _randomised(_make(kind, 4, 6, num_layers=2, zoneout=0.3, dtype=torch.float64))
+    layer.eval()
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    hx, states = _initial(kind, (2, 3, 6), dtype=torch.float64)
+    out, *finals = _flat(layer(x, hx))
+    want = _reference(layer, x, states, None, zoneout_keep=0.3)
+    for got, expected in zip((out, *finals), want):
+        torch.testing.assert_close(got, expected)
+    grad = torch.randn_like(out)
+    torch.testing.assert_close(_grads(out, x, grad)[0], _grads(want[0], x, grad)[0])
+
+
+def test_fused_operators_gradcheck_with_zoneout():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNorm kernels here")
+    torch.manual_seed(0)
+    T, B, H = 4, 3, 3
+    mask = torch.bernoulli(torch.full((T, B, H), 0.4, dtype=torch.float64))
+    lstm_args = [torch.randn(T, B, 4 * H), torch.randn(B, H), torch.randn(B, H),
+                 torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(H), torch.randn(H)]
+    gru_args = [torch.randn(T, B, 3 * H), torch.randn(B, H), torch.randn(3 * H, H),
+                torch.randn(3 * H), torch.randn(H)]
+    lstm_args = [a.double().requires_grad_() for a in lstm_args]
+    gru_args = [a.double().requires_grad_() for a in gru_args]
+    lengths = torch.tensor([4, 1, 3])
+    for masks, p in (((mask, 1 - mask), 0.4), ((None, None), 0.4)):
+        assert torch.autograd.gradcheck(lambda *t: layernorm._LayerNormLstmFunction.apply(
+            *t, lengths, True, 1e-5, *masks, p), lstm_args)
+        for reset_after in (True, False):
+            assert torch.autograd.gradcheck(lambda *t: layernorm._LayerNormGruFunction.apply(
+                *t, lengths, False, reset_after, 1e-5, masks[0], p), gru_args)
+
+
+def test_weight_dropout_is_one_mask_per_call_on_the_recurrent_weights(path, kind):
+    torch.manual_seed(0)
+    layer = _randomised(_make(kind, 4, 6, bidirectional=True, weight_dropout=0.4,
+                              dtype=torch.float64))
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    x = torch.randn(5, 3, 4, dtype=torch.float64)
+    torch.manual_seed(7)
+    out = layer(x)[0]
+    torch.manual_seed(7)
+    dropped = {name: F.dropout(p, 0.4, training=True)
+               for name, p in layer.named_parameters() if name.startswith("weight_hh")}
+    zeros = [torch.zeros(2, 3, 6, dtype=torch.float64)] * KINDS[kind][1]
+    torch.testing.assert_close(out, _reference(layer, x, zeros, None, weights=dropped)[0])
+    assert all(torch.equal(v, before[k]) for k, v in layer.state_dict().items())
+    layer.eval()  # evaluation: the weights as they are
+    torch.testing.assert_close(layer(x)[0], _reference(layer, x, zeros, None)[0])
+    assert "weight_dropout=0.4" in repr(layer)
+
+
+@pytest.mark.parametrize("option", ["zoneout", "weight_dropout"])
+def test_options_must_be_probabilities(kind, option):
+    with pytest.raises(ValueError, match=rf"{option} must be a probability in \[0, 1\)"):
+        _make(kind, 4, 6, **{option: 1.0})
+
+
+def test_zoneout_operator_arguments_are_checked():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNorm kernels here")
+    T, B, H = 3, 2, 4
+    args = (torch.randn(T, B, 4 * H), torch.zeros(B, H), torch.zeros(B, H),
+            torch.randn(4 * H, H), torch.ones(4 * H), torch.ones(H), None, None, False, 1e-5)
+    with pytest.raises(RuntimeError, match="zoneout_h and zoneout_c are given together"):
+        ops.layernorm_lstm_forward(*args, torch.ones(T, B, H), None, 0.5)
+    with pytest.raises(RuntimeError, match=r"zoneout_h must have shape \[3, 2, 4\]"):
+        ops.layernorm_gru_forward(torch.randn(T, B, 3 * H), torch.zeros(B, H),
+                                  torch.randn(3 * H, H), torch.ones(3 * H), None, None, False,
+                                  True, 1e-5, torch.ones(T, B, H + 1), 0.5)
+    with pytest.raises(RuntimeError, match=r"zoneout must lie in \[0, 1\)"):
+        ops.layernorm_lstm_forward(*args, None, None, 1.0)
+
+
+# ---- every step's cell state (LayerNormLSTM)
+
+
+@pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
+def test_cell_sequence_matches_the_reference(path, lengths):
+    torch.manual_seed(0)
+    layer = _randomised(fastrnn.LayerNormLSTM(4, 6, num_layers=2, bidirectional=True,
+                                              batch_first=True, return_cell_sequence=True,
+                                              dtype=torch.float64))
+    layer.zoneout = 0.3  # evaluation: the expected value, in the cell states too
+    layer.eval()
+    x = torch.randn(5, 3, 4, dtype=torch.float64, requires_grad=True)
+    lens = None if lengths is None else torch.tensor(lengths)
+    inp = x.transpose(0, 1)
+    if lens is not None:
+        inp = pack_padded_sequence(inp, lens, batch_first=True, enforce_sorted=False)
+    out, (h_n, c_n), cells = layer(inp)
+    if lens is not None:
+        assert isinstance(cells, torch.nn.utils.rnn.PackedSequence)
+        out = pad_packed_sequence(out, batch_first=True, total_length=5)[0]
+        cells = pad_packed_sequence(cells, batch_first=True, total_length=5)[0]
+    want = reference_layernorm_lstm(layer, x, None, lens, zoneout_keep=0.3, cell_sequence=True)
+    got = (out.transpose(0, 1), h_n, c_n, cells.transpose(0, 1))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    params = [x] + list(layer.parameters())
+    grads = [torch.randn_like(t) for t in want]
+    if lens is not None:
+        running = (torch.arange(5)[:, None] < lens[None, :])[..., None]
+        grads[0], grads[3] = grads[0] * running, grads[3] * running
+    for g, w in zip(_grads(got, params, grads), _grads(want, params, grads)):
+        torch.testing.assert_close(g, w)
+    assert "return_cell_sequence=True" in repr(layer)
+
+
+def test_fused_operator_gradcheck_with_the_cell_sequence():
+    if not layernorm._runs_fused(torch.zeros(1, dtype=torch.float64)):
+        pytest.skip("no fused LayerNormLSTM kernel here")
+    torch.manual_seed(0)
+    T, B, H = 4, 3, 3
+    args = [torch.randn(T, B, 4 * H), torch.randn(B, H), torch.randn(B, H),
+            torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(H), torch.randn(H)]
+    args = [a.double().requires_grad_() for a in args]
+    mask = torch.bernoulli(torch.full((T, B, H), 0.4, dtype=torch.float64))
+    for reverse in (False, True):
+        assert torch.autograd.gradcheck(lambda *t: layernorm._LayerNormLstmFunction.apply(
+            *t, torch.tensor([4, 1, 3]), reverse, 1e-5, mask, mask.flip(0), 0.4, True), args)

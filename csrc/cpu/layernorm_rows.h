@@ -72,6 +72,25 @@ S* row(P* buffer, int64_t i, int64_t b, int64_t B, int64_t width) {
          (i * B + b) * width;
 }
 
+// Zoneout's keep weights for one row (cells/zoneout.h): the mask's row at its time step
+// (training), or p for every unit (evaluation); off when neither.
+template <class S>
+struct Keep {
+  const S* mask;
+  S p;
+  bool on() const { return mask != nullptr || p != S(0); }
+  template <class Lanes>
+  auto at(Lanes lanes, int64_t j) const {
+    using V = typename Lanes::V;
+    return mask != nullptr ? lanes.load(mask + j) : V(p);
+  }
+};
+
+template <class S>
+Keep<S> keep_of(const void* masks, double p, int64_t t, int64_t b, int64_t B, int64_t H) {
+  return {masks != nullptr ? row<S>(masks, t, b, B, H) : nullptr, S(p)};
+}
+
 // The rows of processing step s (time t); a.recurrent holds h_prev W_hh^T.
 template <class S>
 void forward_rows(const LayerNormLstmForwardArgs& a, int64_t s, int64_t t) {
@@ -122,13 +141,22 @@ void forward_rows(const LayerNormLstmForwardArgs& a, int64_t s, int64_t t) {
         lanes.store(c_next + j, c);
       });
       const auto [c_mean, c_rstd] = row_statistics(c_next, H, a.eps);
+      const Keep<S> keep_h = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
+      const Keep<S> keep_c = keep_of<S>(a.zoneout_c, a.zoneout_p, t, b, B, H);
       for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
-        const V normalised = (lanes.load(c_next + j) - V(c_mean)) * V(c_rstd);
+        const V c_new = lanes.load(c_next + j);
+        const V normalised = (c_new - V(c_mean)) * V(c_rstd);
         lanes.store(c_hat + j, normalised);
         V n = lanes.load(gamma_c + j) * normalised;
         if (beta_c != nullptr) n = n + lanes.load(beta_c + j);
-        const V h = lanes.load(gate + 3 * H + j) * cells::tanh_act(n);
+        V h = lanes.load(gate + 3 * H + j) * cells::tanh_act(n);
+        // zoned out, the carried states (and the output) keep a share of the previous ones
+        if (keep_h.on()) h = cells::zoneout(keep_h.at(lanes, j), lanes.load(h_prev + j), h);
+        if (keep_c.on()) {
+          lanes.store(c_next + j,
+                      cells::zoneout(keep_c.at(lanes, j), lanes.load(c_prev + j), c_new));
+        }
         lanes.store(h_next + j, h);
         lanes.store(out + j, h);
       });
@@ -162,16 +190,27 @@ void backward_rows(const LayerNormLstmBackwardArgs& a, int64_t s, int64_t t, S* 
       const S* c_hat = row<S>(a.cell_hat, t, b, B, H);
       const S* c_prev = row<S>(a.cs, s, b, B, H);
       const S* dout = a.grad_output != nullptr ? row<S>(a.grad_output, t, b, B, H) : nullptr;
+      const S* dcell = a.grad_cells != nullptr ? row<S>(a.grad_cells, t, b, B, H) : nullptr;
       const S* gamma_hh = static_cast<const S*>(a.gamma_hh);
       const S* gamma_c = static_cast<const S*>(a.gamma_c);
       const S* beta_c = static_cast<const S*>(a.beta_c);
       const S r_rstd = row<S>(a.rstd, t, b, B, 2)[0];
       const S c_rstd = row<S>(a.rstd, t, b, B, 2)[1];
-      // h = o tanh(n), n = gamma_c LN(c) + beta_c; scratch: the gradient reaching LN(c)
+      const Keep<S> keep_h = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
+      const Keep<S> keep_c = keep_of<S>(a.zoneout_c, a.zoneout_p, t, b, B, H);
+      // h = o tanh(n), n = gamma_c LN(c) + beta_c; scratch: the gradient reaching LN(c).
+      // dh keeps what zoneout passes straight to h_prev; the product's part joins it later.
       for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
         V grad_h = lanes.load(dh + j);
         if (dout != nullptr) grad_h = grad_h + lanes.load(dout + j);
+        V dh_kept(S(0));
+        if (keep_h.on()) {
+          const V keep = keep_h.at(lanes, j);
+          dh_kept = keep * grad_h;
+          grad_h = (V(S(1)) - keep) * grad_h;
+        }
+        lanes.store(dh + j, dh_kept);
         V n = lanes.load(gamma_c + j) * lanes.load(c_hat + j);
         if (beta_c != nullptr) n = n + lanes.load(beta_c + j);
         V da_o, d_n;
@@ -182,19 +221,26 @@ void backward_rows(const LayerNormLstmBackwardArgs& a, int64_t s, int64_t t, S* 
         lanes.store(scratch + j, d_n * lanes.load(gamma_c + j));
       });
       normalisation_backward(scratch, c_hat, c_rstd, H, scratch);
-      // c = f c_prev + i g, its gradient from step t+1 and through h
+      // c = f c_prev + i g, its gradient from step t+1 (zoned out: a share of it goes
+      // straight to c_prev) and through h
       for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
         using V = typename decltype(lanes)::V;
+        V dc_new = lanes.load(dc + j), dc_kept(S(0));
+        if (dcell != nullptr) dc_new = dc_new + lanes.load(dcell + j);  // an output too
+        if (keep_c.on()) {
+          const V keep = keep_c.at(lanes, j);
+          dc_kept = keep * dc_new;
+          dc_new = (V(S(1)) - keep) * dc_new;
+        }
         V da_i, da_f, da_g, dc_prev;
         cells::lstm_cell_backward(
             lanes.load(gate + j), lanes.load(gate + H + j), lanes.load(gate + 2 * H + j),
-            lanes.load(c_prev + j), lanes.load(dc + j) + lanes.load(scratch + j), da_i, da_f,
-            da_g, dc_prev);
+            lanes.load(c_prev + j), dc_new + lanes.load(scratch + j), da_i, da_f, da_g,
+            dc_prev);
         lanes.store(da + j, da_i);
         lanes.store(da + H + j, da_f);
         lanes.store(da + 2 * H + j, da_g);
-        lanes.store(dc + j, dc_prev);
-        lanes.store(dh + j, V(S(0)));  // the recurrent product's gradient replaces it
+        lanes.store(dc + j, dc_prev + dc_kept);
       });
       // a = x + gamma_hh LN(h_prev W_hh^T)
       for_each_lane<S>(0, G, [&](auto lanes, int64_t j) {
@@ -298,6 +344,7 @@ void gru_forward_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t t) {
     S* out = row<S>(a.output, t, b, B, H);
     row<S>(a.rstd, t, b, B, 2)[0] = normalise_row(row<S>(a.recurrent, 0, b, B, G), G, a.eps,
                                                   r_hat);
+    const Keep<S> keep = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
       using V = typename decltype(lanes)::V;
       V r, z, n, h;
@@ -307,6 +354,7 @@ void gru_forward_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t t) {
                          lanes.load(x + 2 * H + j),
                          scaled(lanes, gamma + 2 * H, r_hat + 2 * H, beta_n, j),
                          lanes.load(h_prev + j), r, z, n, h);
+      if (keep.on()) h = cells::zoneout(keep.at(lanes, j), lanes.load(h_prev + j), h);
       lanes.store(gate + j, r);
       lanes.store(gate + H + j, z);
       lanes.store(gate + 2 * H + j, n);
@@ -359,11 +407,13 @@ void gru_cho_candidate_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t
     S* out = row<S>(a.output, t, b, B, H);
     row<S>(a.rstd, t, b, B, 2)[1] = normalise_row(row<S>(a.recurrent, 0, b, B, G) + 2 * H, H,
                                                   a.eps, n_hat);
+    const Keep<S> keep = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
       using V = typename decltype(lanes)::V;
       V n, h;
       cells::gru_cho_candidate(lanes.load(x_n + j) + scaled(lanes, gamma_n, n_hat, beta_n, j),
                                lanes.load(gate + H + j), lanes.load(h_prev + j), n, h);
+      if (keep.on()) h = cells::zoneout(keep.at(lanes, j), lanes.load(h_prev + j), h);
       lanes.store(gate + 2 * H + j, n);
       lanes.store(h_next + j, h);
       lanes.store(out + j, h);
@@ -399,10 +449,17 @@ void gru_backward_rows(const LayerNormGruBackwardArgs& a, int64_t s, int64_t t) 
     S* da = row<S>(a.grad_gates, t, b, B, G);
     S* dnorm = row<S>(a.grad_norm, t, b, B, G);
     S* d_rec = row<S>(a.grad_recurrent, s, b, B, G);
+    const Keep<S> keep = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
       using V = typename decltype(lanes)::V;
       V grad_h = lanes.load(dh + j);
       if (dout != nullptr) grad_h = grad_h + lanes.load(dout + j);
+      V dh_kept(S(0));  // zoneout's share, straight to h_prev
+      if (keep.on()) {
+        const V k = keep.at(lanes, j);
+        dh_kept = k * grad_h;
+        grad_h = (V(S(1)) - k) * grad_h;
+      }
       const V r = lanes.load(gate + j), z = lanes.load(gate + H + j);
       const V n = lanes.load(gate + 2 * H + j), h = lanes.load(h_prev + j);
       if (a.reset_after) {
@@ -415,14 +472,14 @@ void gru_backward_rows(const LayerNormGruBackwardArgs& a, int64_t s, int64_t t) 
         lanes.store(dnorm + j, da_r);
         lanes.store(dnorm + H + j, da_z);
         lanes.store(dnorm + 2 * H + j, dhh_n);
-        lanes.store(dh + j, dh_direct);
+        lanes.store(dh + j, dh_direct + dh_kept);
       } else {
         V da_n, dz, dh_direct;
         cells::gru_cho_candidate_backward(z, n, h, grad_h, da_n, dz, dh_direct);
         lanes.store(da + H + j, dz);
         lanes.store(da + 2 * H + j, da_n);
         lanes.store(dnorm + 2 * H + j, da_n);
-        lanes.store(dh + j, dh_direct);
+        lanes.store(dh + j, dh_direct + dh_kept);
       }
     });
     if (a.reset_after) {

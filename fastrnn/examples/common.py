@@ -25,20 +25,17 @@ def recurrent_layer(cell, input_size, hidden_size, num_layers, use_torch=False,
         what = ("layer-normalised" if layer_norm else "zoneout" if zoneout
                 else "reset_after=False")
         raise ValueError(f"torch.nn has no {what} {cell.upper()}")
-    if layer_norm and zoneout:
-        raise ValueError("fastrnn's layer-normalised layers have no zoneout yet: choose one")
     gru = cell == "gru"
-    if layer_norm:
-        cls, extra = (fastrnn.LayerNormGRU, {"reset_after": reset_after}) if gru else (
-            fastrnn.LayerNormLSTM, {})
-        return cls(input_size, hidden_size, num_layers, **extra, **kwargs)
     if use_torch:
         return (nn.GRU if gru else nn.LSTM)(input_size, hidden_size, num_layers, **kwargs)
     extra = {"reset_after": reset_after} if gru else {}
     if zoneout:
         extra["zoneout"] = zoneout
-    return (fastrnn.GRU if gru else fastrnn.LSTM)(input_size, hidden_size, num_layers,
-                                                  **extra, **kwargs)
+    if layer_norm:
+        cls = fastrnn.LayerNormGRU if gru else fastrnn.LayerNormLSTM
+    else:
+        cls = fastrnn.GRU if gru else fastrnn.LSTM
+    return cls(input_size, hidden_size, num_layers, **extra, **kwargs)
 
 
 @dataclass

@@ -195,40 +195,50 @@ def reference_rnn(module, x, hx=None, lengths=None, reset_after=None, weights=No
     return (*result, torch.cat(cell_steps, dim=2)) if cell_sequence else result
 
 
-def reference_layernorm_lstm(module, x, hx=None, lengths=None):
+def reference_layernorm_lstm(module, x, hx=None, lengths=None, zoneout_keep=None,
+                             weights=None, cell_sequence=False):
     """Runs a fastrnn.LayerNormLSTM's parameters through the reference. x: [T, B, I]
-    time-major; hx (h_0, c_0) as the layer takes them; lengths [B]. Returns (output
-    [T, B, D*H], h_n, c_n). Dropout is not applied."""
+    time-major; hx (h_0, c_0) as the layer takes them; lengths [B]; zoneout_keep, weights
+    and cell_sequence as reference_rnn takes them. Returns (output [T, B, D*H], h_n, c_n),
+    and with cell_sequence the last layer's cell states [T, B, D*H]. Dropout is not
+    applied."""
     def cell(p, sfx, ln):
         return lambda xt, s: layernorm_lstm_cell(xt, s, p["weight_ih" + sfx], p["weight_hh" + sfx],
                                                  ln["ih"], ln["hh"], ln["cell"], module.eps)
     B, H = x.shape[1], module.hidden_size
     L, D = module.num_layers, 2 if module.bidirectional else 1
     h0, c0 = hx if hx is not None else (x.new_zeros((L * D, B, H)),) * 2
+    cells = [] if cell_sequence else None
     output, finals = _run_layernorm_layers(module, x, [(h0[k], c0[k]) for k in range(L * D)],
-                                           lengths, cell, ("ih", "hh", "cell"))
-    return output, torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals])
+                                           lengths, cell, ("ih", "hh", "cell"), zoneout_keep,
+                                           weights, cells)
+    result = (output, torch.stack([h for h, _ in finals]), torch.stack([c for _, c in finals]))
+    return (*result, torch.cat(cells, dim=2)) if cell_sequence else result
 
 
-def reference_layernorm_gru(module, x, hx=None, lengths=None):
+def reference_layernorm_gru(module, x, hx=None, lengths=None, zoneout_keep=None, weights=None):
     """Runs a fastrnn.LayerNormGRU's parameters through the reference, in the layer's reset
-    form. x: [T, B, I] time-major; hx [num_layers * D, B, H]; lengths [B]. Returns (output
-    [T, B, D*H], h_n). Dropout is not applied."""
+    form. x: [T, B, I] time-major; hx [num_layers * D, B, H]; lengths [B]; zoneout_keep and
+    weights as reference_rnn takes them. Returns (output [T, B, D*H], h_n). Dropout is not
+    applied."""
     def cell(p, sfx, ln):
         return lambda xt, s: layernorm_gru_cell(xt, s, p["weight_ih" + sfx], p["weight_hh" + sfx],
                                                 ln["ih"], ln["hh"], module.reset_after, module.eps)
     B, H = x.shape[1], module.hidden_size
     L, D = module.num_layers, 2 if module.bidirectional else 1
     h0 = hx if hx is not None else x.new_zeros((L * D, B, H))
-    output, finals = _run_layernorm_layers(module, x, list(h0), lengths, cell, ("ih", "hh"))
+    output, finals = _run_layernorm_layers(module, x, list(h0), lengths, cell, ("ih", "hh"),
+                                           zoneout_keep, weights)
     return output, torch.stack(finals)
 
 
-def _run_layernorm_layers(module, x, initial, lengths, make_cell, norms):
+def _run_layernorm_layers(module, x, initial, lengths, make_cell, norms, zoneout_keep, weights,
+                          cells=None):
     """The layers and directions of a layer-normalised module; make_cell(parameters,
-    suffix, {norm: (gain, bias or None)}) gives one direction's step."""
+    suffix, {norm: (gain, bias or None)}) gives one direction's step. cells, a list: receives
+    each direction's cell states of the last layer [T, B, H] (an LSTM's)."""
     D = 2 if module.bidirectional else 1
-    p = dict(module.named_parameters())
+    p = {**dict(module.named_parameters()), **(weights or {})}
     finals = []
     layer_input = x
     for layer in range(module.num_layers):
@@ -237,8 +247,16 @@ def _run_layernorm_layers(module, x, initial, lengths, make_cell, norms):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             ln = {part: (p[f"layer_norm_{part}_weight{sfx}"], p.get(f"layer_norm_{part}_bias{sfx}"))
                   for part in norms}
-            out, state = run_direction(make_cell(p, sfx, ln), layer_input, initial[layer * D + d],
-                                       lengths, d == 1)
+            k = layer * D + d
+            if zoneout_keep is None or isinstance(zoneout_keep, (int, float)):
+                keep = None if zoneout_keep is None else (zoneout_keep, zoneout_keep)
+            else:
+                keep = zoneout_keep[k]
+            steps = [] if cells is not None and layer == module.num_layers - 1 else None
+            out, state = run_direction(make_cell(p, sfx, ln), layer_input, initial[k], lengths,
+                                       d == 1, keep, steps)
+            if steps is not None:
+                cells.append(torch.stack(steps))
             outs.append(out)
             finals.append(state)
         layer_input = torch.cat(outs, dim=2)
