@@ -74,19 +74,19 @@ def main():
         inp = x.clone().requires_grad_()
         output(module, inp).sum().backward()
 
-    for name, module in sides.items():  # warm-up (and compilation)
+    for module in sides.values():  # warm-up (and compilation)
         forward(module)
         training(module)
     results = {}
     for kind, run in (("forward", forward), ("forward+backward", training)):
-        times = {name: [] for name in sides}
+        times = {side: [] for side in sides}
         for _ in range(args.repeats):  # interleaved: each repeat times every side once
-            for name, module in sides.items():
-                times[name].append(timed(lambda: run(module)))
-        results[kind] = {name: statistics.median(t) for name, t in times.items()}
+            for side, module in sides.items():
+                times[side].append(timed(lambda: run(module)))
+        results[kind] = {side: statistics.median(t) for side, t in times.items()}
         print(f"\n{kind}")
-        for name, t in times.items():
-            print(f"  {name:26s} {1e3 * statistics.median(t):9.1f} ms "
+        for side, t in times.items():
+            print(f"  {side:28s} {1e3 * statistics.median(t):9.1f} ms "
                   f"({1e3 * min(t):.1f}-{1e3 * max(t):.1f})")
         base = results[kind][name]
         for side, median in results[kind].items():

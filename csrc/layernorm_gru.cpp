@@ -58,13 +58,15 @@ void check_args(const char* op, const Tensor& input_gates, const Tensor& h0, con
 // Returns (output [T,B,H], h_n [B,H], then what backward reads: hs [T+1,B,H] by processing
 // step, the post-activation gates [T,B,3H], the normalised recurrent products [T,B,3H], each
 // row's reciprocal standard deviations [T,B,2], by time step, and r * h_prev [T,B,H] by
-// processing step (reset before; empty otherwise)).
+// processing step (reset before; empty otherwise)). save false (inference): those hold the
+// last step only ([1,...]; hs [2,B,H]).
 std::vector<Tensor> layernorm_gru_forward(const Tensor& input_gates_in, const Tensor& h0,
                                           const Tensor& w_hh_in, const Tensor& gamma_hh_in,
                                           const optional<Tensor>& beta_n_in,
                                           const optional<Tensor>& lengths_in, bool reverse,
                                           bool reset_after, double eps,
-                                          const optional<Tensor>& zoneout_h_in, double zoneout) {
+                                          const optional<Tensor>& zoneout_h_in, double zoneout,
+                                          bool save) {
   const char* op = "fastrnn::layernorm_gru_forward";
   check_args(op, input_gates_in, h0, w_hh_in, gamma_hh_in, beta_n_in, lengths_in);
   TORCH_CHECK(eps > 0, op, ": eps must be positive, got ", eps);
@@ -79,10 +81,12 @@ std::vector<Tensor> layernorm_gru_forward(const Tensor& input_gates_in, const Te
   const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
   const int64_t H = G / 3;
   const auto opts = input_gates.options();
-  Tensor output = new_buffer({T, B, H}, opts), hs = new_buffer({T + 1, B, H}, opts);
-  Tensor gates = new_buffer({T, B, G}, opts), recurrent_hat = new_buffer({T, B, G}, opts);
-  Tensor rstd = new_buffer({T, B, 2}, opts), recurrent = new_buffer({B, G}, opts);
-  Tensor reset_h = reset_after ? at::empty({0}, opts) : new_buffer({T, B, H}, opts);
+  // inference (save false) keeps one step of what backward reads and two states
+  const int64_t steps = save ? T : 1;
+  Tensor output = new_buffer({T, B, H}, opts), hs = new_buffer({save ? T + 1 : 2, B, H}, opts);
+  Tensor gates = new_buffer({steps, B, G}, opts), recurrent_hat = new_buffer({steps, B, G}, opts);
+  Tensor rstd = new_buffer({steps, B, 2}, opts), recurrent = new_buffer({B, G}, opts);
+  Tensor reset_h = reset_after ? at::empty({0}, opts) : new_buffer({steps, B, H}, opts);
   hs[0].copy_(h0);
   if (T > 0 && B > 0) {
     cpu::simd_level().layernorm_gru_forward(LayerNormGruForwardArgs{
@@ -91,9 +95,10 @@ std::vector<Tensor> layernorm_gru_forward(const Tensor& input_gates_in, const Te
         input_gates.data_ptr(), w_hh.data_ptr(), gamma_hh.data_ptr(),
         beta_n.has_value() ? beta_n->data_ptr() : nullptr, hs.data_ptr(), output.data_ptr(),
         gates.data_ptr(), recurrent_hat.data_ptr(), rstd.data_ptr(), reset_h.data_ptr(),
-        recurrent.data_ptr(), data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout)});
+        recurrent.data_ptr(), data_or_null(zoneout_h), zoneout_probability(zoneout_h, zoneout),
+        save});
   }
-  return {output, hs[T].clone(), hs, gates, recurrent_hat, rstd, reset_h};
+  return {output, hs[save ? T : T % 2].clone(), hs, gates, recurrent_hat, rstd, reset_h};
 }
 
 // Returns the gradients of (input_gates [T,B,3H], h0, w_hh, gamma_hh, beta_n), given those
@@ -172,7 +177,7 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "layernorm_gru_forward(Tensor input_gates, Tensor h0, Tensor w_hh, Tensor gamma_hh, "
       "Tensor? beta_n, Tensor? lengths, bool reverse, bool reset_after, float eps, "
-      "Tensor? zoneout_h=None, float zoneout=0.) -> Tensor[]");
+      "Tensor? zoneout_h=None, float zoneout=0., bool save=True) -> Tensor[]");
   m.def(
       "layernorm_gru_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor w_hh, "
       "Tensor gamma_hh, Tensor? beta_n, Tensor hs, Tensor gates, Tensor recurrent_hat, "

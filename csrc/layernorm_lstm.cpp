@@ -65,14 +65,16 @@ void check_args(const char* op, const Tensor& input_gates, const Tensor& h0, con
 // Returns (output [T,B,H], h_n [B,H], c_n [B,H], then what backward reads: hs [T+1,B,H]
 // and cs [T+1,B,H] by processing step, the post-activation gates [T,B,4H], the normalised
 // recurrent product [T,B,4H], the normalised cell state [T,B,H] and each row's reciprocal
-// standard deviations [T,B,2] (recurrent product, cell state), by time step).
+// standard deviations [T,B,2] (recurrent product, cell state), by time step). save false
+// (inference): those hold the last step only ([1,...]; hs and cs [2,B,H]).
 std::vector<Tensor> layernorm_lstm_forward(const Tensor& input_gates_in, const Tensor& h0,
                                            const Tensor& c0, const Tensor& w_hh_in,
                                            const Tensor& gamma_hh_in, const Tensor& gamma_c_in,
                                            const optional<Tensor>& beta_c_in,
                                            const optional<Tensor>& lengths_in, bool reverse,
                                            double eps, const optional<Tensor>& zoneout_h_in,
-                                           const optional<Tensor>& zoneout_c_in, double zoneout) {
+                                           const optional<Tensor>& zoneout_c_in, double zoneout,
+                                           bool save) {
   const char* op = "fastrnn::layernorm_lstm_forward";
   check_args(op, input_gates_in, h0, c0, w_hh_in, gamma_hh_in, gamma_c_in, beta_c_in,
              lengths_in);
@@ -89,10 +91,12 @@ std::vector<Tensor> layernorm_lstm_forward(const Tensor& input_gates_in, const T
   const int64_t T = input_gates.size(0), B = input_gates.size(1), G = input_gates.size(2);
   const int64_t H = G / 4;
   const auto opts = input_gates.options();
+  // inference (save false) keeps one step of what backward reads and two states
+  const int64_t steps = save ? T : 1, states = save ? T + 1 : 2;
   Tensor output = new_buffer({T, B, H}, opts);
-  Tensor hs = new_buffer({T + 1, B, H}, opts), cs = new_buffer({T + 1, B, H}, opts);
-  Tensor gates = new_buffer({T, B, G}, opts), recurrent_hat = new_buffer({T, B, G}, opts);
-  Tensor cell_hat = new_buffer({T, B, H}, opts), rstd = new_buffer({T, B, 2}, opts);
+  Tensor hs = new_buffer({states, B, H}, opts), cs = new_buffer({states, B, H}, opts);
+  Tensor gates = new_buffer({steps, B, G}, opts), recurrent_hat = new_buffer({steps, B, G}, opts);
+  Tensor cell_hat = new_buffer({steps, B, H}, opts), rstd = new_buffer({steps, B, 2}, opts);
   Tensor recurrent = new_buffer({B, G}, opts);
   hs[0].copy_(h0);
   cs[0].copy_(c0);
@@ -104,9 +108,11 @@ std::vector<Tensor> layernorm_lstm_forward(const Tensor& input_gates_in, const T
         beta_c.has_value() ? beta_c->data_ptr() : nullptr, hs.data_ptr(), cs.data_ptr(),
         output.data_ptr(), gates.data_ptr(), recurrent_hat.data_ptr(), cell_hat.data_ptr(),
         rstd.data_ptr(), recurrent.data_ptr(), data_or_null(zoneout_h), data_or_null(zoneout_c),
-        zoneout_probability(zoneout_h, zoneout)});
+        zoneout_probability(zoneout_h, zoneout), save});
   }
-  return {output, hs[T].clone(), cs[T].clone(), hs, cs, gates, recurrent_hat, cell_hat, rstd};
+  const int64_t last = save ? T : T % 2;
+  return {output, hs[last].clone(), cs[last].clone(), hs, cs, gates, recurrent_hat, cell_hat,
+          rstd};
 }
 
 // Returns the gradients of (input_gates [T,B,4H], h0, c0, w_hh, gamma_hh, gamma_c, beta_c),
@@ -187,8 +193,8 @@ TORCH_LIBRARY_FRAGMENT(fastrnn, m) {
   m.def(
       "layernorm_lstm_forward(Tensor input_gates, Tensor h0, Tensor c0, Tensor w_hh, "
       "Tensor gamma_hh, Tensor gamma_c, Tensor? beta_c, Tensor? lengths, bool reverse, "
-      "float eps, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0.) "
-      "-> Tensor[]");
+      "float eps, Tensor? zoneout_h=None, Tensor? zoneout_c=None, float zoneout=0., "
+      "bool save=True) -> Tensor[]");
   m.def(
       "layernorm_lstm_backward(Tensor? grad_output, Tensor? grad_h_n, Tensor? grad_c_n, "
       "Tensor w_hh, Tensor gamma_hh, Tensor gamma_c, Tensor? beta_c, Tensor hs, Tensor cs, "

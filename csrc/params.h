@@ -175,6 +175,12 @@ struct LayerNormLstmForwardArgs {
   const void* zoneout_h;
   const void* zoneout_c;
   double zoneout_p;
+  // false (inference): the saved buffers hold one step (gates, recurrent_hat, cell_hat,
+  // rstd: slot 0) and the states two (hs, cs: slots alternate), not the whole sequence
+  bool save;
+
+  int64_t saved_at(int64_t t) const { return save ? t : 0; }
+  int64_t state_at(int64_t s) const { return save ? s : s % 2; }
 };
 
 struct LayerNormLstmBackwardArgs {
@@ -227,6 +233,10 @@ struct LayerNormGruForwardArgs {
   void* recurrent;          // [B, 3H] scratch: the step's recurrent products
   const void* zoneout_h;    // [T, B, H] keep masks, or null with zoneout_p (as the LSTM's)
   double zoneout_p;
+  bool save;                // as the LSTM's: false keeps one step (reset_h: slot 0 too)
+
+  int64_t saved_at(int64_t t) const { return save ? t : 0; }
+  int64_t state_at(int64_t s) const { return save ? s : s % 2; }
 };
 
 struct LayerNormGruBackwardArgs {

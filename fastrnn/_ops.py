@@ -149,15 +149,17 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, w_hr, hs, cs, gat
 
 @torch.library.register_fake("fastrnn::layernorm_lstm_forward")
 def _layernorm_lstm_forward_fake(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, lengths,
-                                 reverse, eps, zoneout_h=None, zoneout_c=None, zoneout=0.0):
+                                 reverse, eps, zoneout_h=None, zoneout_c=None, zoneout=0.0,
+                                 save=True):
     _check_devices("layernorm_lstm_forward", "input_gates", input_gates, h0=h0, c0=c0,
                    w_hh=w_hh, gamma_hh=gamma_hh, gamma_c=gamma_c, beta_c=beta_c,
                    lengths=lengths, zoneout_h=zoneout_h, zoneout_c=zoneout_c)
     T, B, G = input_gates.shape
     H = G // GATES["lstm"]
+    steps, states = (T, T + 1) if save else (1, 2)
     new = input_gates.new_empty
-    return [new((T, B, H)), new((B, H)), new((B, H)), new((T + 1, B, H)), new((T + 1, B, H)),
-            new((T, B, G)), new((T, B, G)), new((T, B, H)), new((T, B, 2))]
+    return [new((T, B, H)), new((B, H)), new((B, H)), new((states, B, H)), new((states, B, H)),
+            new((steps, B, G)), new((steps, B, G)), new((steps, B, H)), new((steps, B, 2))]
 
 
 @torch.library.register_fake("fastrnn::layernorm_lstm_backward")
@@ -175,15 +177,16 @@ def _layernorm_lstm_backward_fake(grad_output, grad_h_n, grad_c_n, w_hh, gamma_h
 
 @torch.library.register_fake("fastrnn::layernorm_gru_forward")
 def _layernorm_gru_forward_fake(input_gates, h0, w_hh, gamma_hh, beta_n, lengths, reverse,
-                                reset_after, eps, zoneout_h=None, zoneout=0.0):
+                                reset_after, eps, zoneout_h=None, zoneout=0.0, save=True):
     _check_devices("layernorm_gru_forward", "input_gates", input_gates, h0=h0, w_hh=w_hh,
                    gamma_hh=gamma_hh, beta_n=beta_n, lengths=lengths, zoneout_h=zoneout_h)
     T, B, G = input_gates.shape
     H = G // GATES["gru"]
+    steps, states = (T, T + 1) if save else (1, 2)
     new = input_gates.new_empty
-    reset_h = _empty(input_gates) if reset_after else new((T, B, H))
-    return [new((T, B, H)), new((B, H)), new((T + 1, B, H)), new((T, B, G)), new((T, B, G)),
-            new((T, B, 2)), reset_h]
+    reset_h = _empty(input_gates) if reset_after else new((steps, B, H))
+    return [new((T, B, H)), new((B, H)), new((states, B, H)), new((steps, B, G)),
+            new((steps, B, G)), new((steps, B, 2)), reset_h]
 
 
 @torch.library.register_fake("fastrnn::layernorm_gru_backward")

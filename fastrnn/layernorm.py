@@ -129,6 +129,13 @@ def _aten_direction(input_gates, h0, c0, w_hh, gamma_hh, gamma_c, beta_c, length
     return output, h, c, torch.stack(cells) if T else input_gates.new_zeros((0, B, H))
 
 
+def _needs_grad(args):
+    """Whether autograd will differentiate through a direction of these arguments: if not,
+    the fused operator keeps none of the buffers backward reads (inference)."""
+    return torch.is_grad_enabled() and any(
+        isinstance(a, torch.Tensor) and a.requires_grad for a in args)
+
+
 def _runs_fused(x):
     return (x.device.type == "cpu" and _ops.kernel_device("cpu") == "cpu"
             and x.dtype in _FUSED_DTYPES)
@@ -455,11 +462,12 @@ class LayerNormLSTM(_LayerNormRecurrent):
         # [T, B, 4H])
         bias = beta_ih + beta_hh if beta_ih is not None else None
         args = (self._input_side(x, w_ih, gamma_ih, bias), *state, w_hh, gamma_hh, gamma_c,
-                beta_c, lengths, reverse, self.eps, zoneout.h, zoneout.c, zoneout.p,
-                return_cells)
+                beta_c, lengths, reverse, self.eps, zoneout.h, zoneout.c, zoneout.p)
+        if fused and not return_cells and not _needs_grad(args):
+            return ops.layernorm_lstm_forward(*args, save=False)[:3]
         if fused:
-            return _LayerNormLstmFunction.apply(*args)
-        return _aten_direction(*args)
+            return _LayerNormLstmFunction.apply(*args, return_cells)
+        return _aten_direction(*args, return_cells)
 
 
 class LayerNormGRU(_LayerNormRecurrent):
@@ -519,6 +527,8 @@ class LayerNormGRU(_LayerNormRecurrent):
             beta_n = beta_hh[2 * H:]
         args = (self._input_side(x, w_ih, gamma_ih, bias), *state, w_hh, gamma_hh, beta_n,
                 lengths, reverse, self.reset_after, self.eps, zoneout.h, zoneout.p)
+        if fused and not _needs_grad(args):
+            return ops.layernorm_gru_forward(*args, save=False)[:2]
         if fused:
             return _LayerNormGruFunction.apply(*args)
         return _aten_gru_direction(*args)

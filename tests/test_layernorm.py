@@ -545,3 +545,42 @@ def test_fused_operator_gradcheck_with_the_cell_sequence():
     for reverse in (False, True):
         assert torch.autograd.gradcheck(lambda *t: layernorm._LayerNormLstmFunction.apply(
             *t, torch.tensor([4, 1, 3]), reverse, 1e-5, mask, mask.flip(0), 0.4, True), args)
+
+
+def test_inference_keeps_no_buffers_for_backward_and_matches_training(kind):
+    """Without autograd the fused operators keep one step of what backward reads (the
+    same outputs as a call that keeps it all)."""
+    torch.manual_seed(0)
+    layer = _randomised(_make(kind, 4, 6, num_layers=2, bidirectional=True))
+    for T in (0, 1, 5, 6):  # the final state in either of the two state slots
+        x = torch.randn(T, 3, 4)
+        hx, _ = _initial(kind, (4, 3, 6))
+        with torch.no_grad():
+            inference = _flat(layer(x, hx))
+        training = _flat(layer(x.requires_grad_(), hx))
+        for got, expected in zip(inference, training):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    if not layernorm._runs_fused(torch.zeros(1)):
+        return
+    args = (torch.randn(7, 3, 12), torch.zeros(3, 4), torch.randn(12, 4), torch.ones(12), None,
+            None, False, False, 1e-5)
+    saved = ops.layernorm_gru_forward(*args, save=False)[2:]
+    assert [tuple(t.shape) for t in saved] == [(2, 3, 4), (1, 3, 12), (1, 3, 12), (1, 3, 2),
+                                               (1, 3, 4)]
+
+
+def test_opcheck_of_the_inference_forms():
+    if not layernorm._runs_fused(torch.zeros(1)):
+        pytest.skip("no fused LayerNorm kernels here")
+    T, B, H = 3, 2, 4
+    lstm = (torch.randn(T, B, 4 * H), torch.randn(B, H), torch.randn(B, H),
+            torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(H), None, None, True, 1e-5)
+    torch.library.opcheck(ops.layernorm_lstm_forward.default, lstm,
+                          {"zoneout": 0.3, "save": False},
+                          test_utils=("test_schema", "test_faketensor"))
+    for reset_after in (True, False):
+        gru = (torch.randn(T, B, 3 * H), torch.randn(B, H), torch.randn(3 * H, H),
+               torch.randn(3 * H), torch.randn(H), torch.tensor([3, 2]), False, reset_after,
+               1e-5)
+        torch.library.opcheck(ops.layernorm_gru_forward.default, gru, {"save": False},
+                              test_utils=("test_schema", "test_faketensor"))

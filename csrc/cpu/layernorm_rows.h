@@ -97,15 +97,15 @@ void forward_rows(const LayerNormLstmForwardArgs& a, int64_t s, int64_t t) {
   const int64_t B = a.B, H = a.H, G = 4 * H;
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const S* h_prev = row<S>(a.hs, s, b, B, H);
-      const S* c_prev = row<S>(a.cs, s, b, B, H);
-      S* h_next = row<S>(a.hs, s + 1, b, B, H);
-      S* c_next = row<S>(a.cs, s + 1, b, B, H);
+      const S* h_prev = row<S>(a.hs, a.state_at(s), b, B, H);
+      const S* c_prev = row<S>(a.cs, a.state_at(s), b, B, H);
+      S* h_next = row<S>(a.hs, a.state_at(s + 1), b, B, H);
+      S* c_next = row<S>(a.cs, a.state_at(s + 1), b, B, H);
       S* out = row<S>(a.output, t, b, B, H);
-      S* gate = row<S>(a.gates, t, b, B, G);
-      S* r_hat = row<S>(a.recurrent_hat, t, b, B, G);
-      S* c_hat = row<S>(a.cell_hat, t, b, B, H);
-      S* rstd = row<S>(a.rstd, t, b, B, 2);
+      S* gate = row<S>(a.gates, a.saved_at(t), b, B, G);
+      S* r_hat = row<S>(a.recurrent_hat, a.saved_at(t), b, B, G);
+      S* c_hat = row<S>(a.cell_hat, a.saved_at(t), b, B, H);
+      S* rstd = row<S>(a.rstd, a.saved_at(t), b, B, 2);
       if (a.lengths != nullptr && a.lengths[b] <= t) {  // keep the state, write zeros
         std::copy(h_prev, h_prev + H, h_next);
         std::copy(c_prev, c_prev + H, c_next);
@@ -259,7 +259,7 @@ void forward_sequence(const LayerNormLstmForwardArgs& a) {
   CpuDevice device;
   device.prepare<S>(a.T, a.B, {{a.w_hh, G, H, 1}});
   for (int64_t s = 0; s < a.T; ++s) {
-    device.gemm(false, true, a.B, G, H, row<S>(a.hs, s, 0, a.B, H), H,
+    device.gemm(false, true, a.B, G, H, row<S>(a.hs, a.state_at(s), 0, a.B, H), H,
                 static_cast<const S*>(a.w_hh), H, 0.0, a.recurrent, G, true);
     forward_rows<S>(a, s, time_of(s, a.T, a.reverse));
   }
@@ -319,13 +319,13 @@ void for_each_row(const Args& a, int64_t t, const Running& running, const Finish
 template <class S>
 void gru_finished_row(const LayerNormGruForwardArgs& a, int64_t s, int64_t t, int64_t b) {
   const int64_t B = a.B, H = a.H, G = 3 * H;
-  const S* h_prev = row<S>(a.hs, s, b, B, H);
-  std::copy(h_prev, h_prev + H, row<S>(a.hs, s + 1, b, B, H));
+  const S* h_prev = row<S>(a.hs, a.state_at(s), b, B, H);
+  std::copy(h_prev, h_prev + H, row<S>(a.hs, a.state_at(s + 1), b, B, H));
   std::fill_n(row<S>(a.output, t, b, B, H), H, S(0));
-  std::fill_n(row<S>(a.gates, t, b, B, G), G, S(0));
-  std::fill_n(row<S>(a.recurrent_hat, t, b, B, G), G, S(0));
-  std::fill_n(row<S>(a.rstd, t, b, B, 2), 2, S(0));
-  if (!a.reset_after) std::fill_n(row<S>(a.reset_h, s, b, B, H), H, S(0));
+  std::fill_n(row<S>(a.gates, a.saved_at(t), b, B, G), G, S(0));
+  std::fill_n(row<S>(a.recurrent_hat, a.saved_at(t), b, B, G), G, S(0));
+  std::fill_n(row<S>(a.rstd, a.saved_at(t), b, B, 2), 2, S(0));
+  if (!a.reset_after) std::fill_n(row<S>(a.reset_h, a.saved_at(s), b, B, H), H, S(0));
 }
 
 // Reset after the product: a = x + gamma_hh LN(h_prev W_hh^T) for r and z, and
@@ -336,13 +336,13 @@ void gru_forward_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t t) {
   const S* gamma = static_cast<const S*>(a.gamma_hh);
   const S* beta_n = static_cast<const S*>(a.beta_n);
   for_each_row<S>(a, t, [&](int64_t b) {
-    const S* h_prev = row<S>(a.hs, s, b, B, H);
+    const S* h_prev = row<S>(a.hs, a.state_at(s), b, B, H);
     const S* x = row<S>(a.input_gates, t, b, B, G);
-    S* gate = row<S>(a.gates, t, b, B, G);
-    S* r_hat = row<S>(a.recurrent_hat, t, b, B, G);
-    S* h_next = row<S>(a.hs, s + 1, b, B, H);
+    S* gate = row<S>(a.gates, a.saved_at(t), b, B, G);
+    S* r_hat = row<S>(a.recurrent_hat, a.saved_at(t), b, B, G);
+    S* h_next = row<S>(a.hs, a.state_at(s + 1), b, B, H);
     S* out = row<S>(a.output, t, b, B, H);
-    row<S>(a.rstd, t, b, B, 2)[0] = normalise_row(row<S>(a.recurrent, 0, b, B, G), G, a.eps,
+    row<S>(a.rstd, a.saved_at(t), b, B, 2)[0] = normalise_row(row<S>(a.recurrent, 0, b, B, G), G, a.eps,
                                                   r_hat);
     const Keep<S> keep = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
@@ -371,12 +371,12 @@ void gru_cho_gates_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t t) 
   const int64_t B = a.B, H = a.H, G = 3 * H;
   const S* gamma = static_cast<const S*>(a.gamma_hh);
   for_each_row<S>(a, t, [&](int64_t b) {
-    const S* h_prev = row<S>(a.hs, s, b, B, H);
+    const S* h_prev = row<S>(a.hs, a.state_at(s), b, B, H);
     const S* x = row<S>(a.input_gates, t, b, B, G);
-    S* gate = row<S>(a.gates, t, b, B, G);
-    S* r_hat = row<S>(a.recurrent_hat, t, b, B, G);
-    S* reset_h = row<S>(a.reset_h, s, b, B, H);
-    row<S>(a.rstd, t, b, B, 2)[0] = normalise_row(row<S>(a.recurrent, 0, b, B, G), 2 * H,
+    S* gate = row<S>(a.gates, a.saved_at(t), b, B, G);
+    S* r_hat = row<S>(a.recurrent_hat, a.saved_at(t), b, B, G);
+    S* reset_h = row<S>(a.reset_h, a.saved_at(s), b, B, H);
+    row<S>(a.rstd, a.saved_at(t), b, B, 2)[0] = normalise_row(row<S>(a.recurrent, 0, b, B, G), 2 * H,
                                                   a.eps, r_hat);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
       using V = typename decltype(lanes)::V;
@@ -399,13 +399,13 @@ void gru_cho_candidate_rows(const LayerNormGruForwardArgs& a, int64_t s, int64_t
   const S* gamma_n = static_cast<const S*>(a.gamma_hh) + 2 * H;
   const S* beta_n = static_cast<const S*>(a.beta_n);
   for_each_row<S>(a, t, [&](int64_t b) {
-    const S* h_prev = row<S>(a.hs, s, b, B, H);
+    const S* h_prev = row<S>(a.hs, a.state_at(s), b, B, H);
     const S* x_n = row<S>(a.input_gates, t, b, B, G) + 2 * H;
-    S* gate = row<S>(a.gates, t, b, B, G);
-    S* n_hat = row<S>(a.recurrent_hat, t, b, B, G) + 2 * H;
-    S* h_next = row<S>(a.hs, s + 1, b, B, H);
+    S* gate = row<S>(a.gates, a.saved_at(t), b, B, G);
+    S* n_hat = row<S>(a.recurrent_hat, a.saved_at(t), b, B, G) + 2 * H;
+    S* h_next = row<S>(a.hs, a.state_at(s + 1), b, B, H);
     S* out = row<S>(a.output, t, b, B, H);
-    row<S>(a.rstd, t, b, B, 2)[1] = normalise_row(row<S>(a.recurrent, 0, b, B, G) + 2 * H, H,
+    row<S>(a.rstd, a.saved_at(t), b, B, 2)[1] = normalise_row(row<S>(a.recurrent, 0, b, B, G) + 2 * H, H,
                                                   a.eps, n_hat);
     const Keep<S> keep = keep_of<S>(a.zoneout_h, a.zoneout_p, t, b, B, H);
     for_each_lane<S>(0, H, [&](auto lanes, int64_t j) {
@@ -533,7 +533,7 @@ void gru_forward_sequence(const LayerNormGruForwardArgs& a) {
   device.prepare<S>(a.T, a.B, {{a.w_hh, G, H, a.reset_after ? 1 : 3}});
   for (int64_t s = 0; s < a.T; ++s) {
     const int64_t t = time_of(s, a.T, a.reverse);
-    const S* h_prev = row<S>(a.hs, s, 0, a.B, H);
+    const S* h_prev = row<S>(a.hs, a.state_at(s), 0, a.B, H);
     if (a.reset_after) {
       device.gemm(false, true, a.B, G, H, h_prev, H, w_hh, H, 0.0, a.recurrent, G, true);
       gru_forward_rows<S>(a, s, t);
@@ -541,7 +541,7 @@ void gru_forward_sequence(const LayerNormGruForwardArgs& a) {
     }
     device.gemm(false, true, a.B, 2 * H, H, h_prev, H, w_hh, H, 0.0, a.recurrent, G, true);
     gru_cho_gates_rows<S>(a, s, t);
-    device.gemm(false, true, a.B, H, H, row<S>(a.reset_h, s, 0, a.B, H), H, w_hh + 2 * H * H,
+    device.gemm(false, true, a.B, H, H, row<S>(a.reset_h, a.saved_at(s), 0, a.B, H), H, w_hh + 2 * H * H,
                 H, 0.0, static_cast<S*>(a.recurrent) + 2 * H, G, true);
     gru_cho_candidate_rows<S>(a, s, t);
   }
