@@ -584,3 +584,16 @@ def test_opcheck_of_the_inference_forms():
                1e-5)
         torch.library.opcheck(ops.layernorm_gru_forward.default, gru, {"save": False},
                               test_utils=("test_schema", "test_faketensor"))
+
+
+def test_bfloat16_runs_the_aten_formulation_with_a_warning(kind, monkeypatch):
+    monkeypatch.setattr(layernorm, "_warned", set())
+    torch.manual_seed(0)
+    single = _randomised(_make(kind, 8, 16, num_layers=2))
+    half = _make(kind, 8, 16, num_layers=2, dtype=torch.bfloat16)
+    half.load_state_dict(single.state_dict())
+    x = torch.randn(6, 3, 8)
+    with pytest.warns(UserWarning, match="no fused kernel for torch.bfloat16"):
+        got = half(x.bfloat16())[0]
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), single(x)[0], atol=0.05, rtol=0.05)
